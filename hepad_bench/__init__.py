@@ -1,0 +1,28 @@
+"""hepad-bench: a plugin-based benchmark harness for anomaly detection in particle physics."""
+
+__version__ = "0.1.0"
+
+from hepad_bench.contracts import (  # noqa: E402
+    ComparativeMetric,
+    Dataset,
+    Detector,
+    EmptyConfig,
+    FitContext,
+    Metric,
+    Progress,
+)
+from hepad_bench.data import (  # noqa: E402
+    Benchmark,
+    ScoredSample,
+    ScoredSignal,
+    TrainingData,
+    Unavailable,
+)
+from hepad_bench.errors import DataError, UserError  # noqa: E402
+from hepad_bench.hookspecs import hookimpl  # noqa: E402
+
+__all__ = [
+    "Benchmark", "ComparativeMetric", "DataError", "Dataset", "Detector", "EmptyConfig", "FitContext",
+    "Metric", "Progress", "ScoredSample", "ScoredSignal", "TrainingData", "Unavailable", "UserError",
+    "__version__", "hookimpl",
+]

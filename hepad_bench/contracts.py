@@ -1,0 +1,152 @@
+"""Base classes of the three plugin contracts: Dataset, Detector, Metric.
+
+A plugin's hook returns *classes*; the plugin manager checks them against
+these bases (and their class attributes) before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from hepad_bench.data import Benchmark, MetricValue, ScoredSignal, TrainingData
+
+DETECTOR_KINDS = ("unsupervised", "weakly_supervised", "supervised")
+
+
+@dataclass
+class EmptyConfig:
+    """No options."""
+
+
+class Progress:
+    """The progress interface handed to plugins (no-op by default).
+
+    ``with progress.task("epochs", total=n) as advance: advance(1)``.
+    The CLI passes a rich-backed implementation.
+    """
+
+    @contextmanager
+    def task(self, description: str, total: float | None = None) -> Iterator[Callable[[float], None]]:
+        yield lambda _n=1: None
+
+    def log(self, message: str) -> None:
+        """A line of information for the user (kept out of stdout's tables)."""
+
+
+@dataclass
+class FitContext:
+    """Per-run facts a detector needs: seed, device, progress.
+
+    Every random source of a run derives from ``seed``; use :meth:`rng` for
+    numpy and seed torch yourself with ``seed`` (see the first-party helpers).
+    """
+
+    seed: int
+    device: str = "cpu"
+    progress: Progress = field(default_factory=Progress)
+
+    def rng(self, stream: int = 0) -> np.random.Generator:
+        """An independent numpy generator for ``stream`` of this run's seed."""
+        return np.random.default_rng([self.seed, stream])
+
+
+class Detector(ABC):
+    """An anomaly detector. Scores: float64, finite, higher = more anomalous.
+
+    Class attributes: ``name`` (CLI name), ``version`` (bump when results
+    change), ``kind`` (one of ``DETECTOR_KINDS``), ``Config`` (a dataclass of
+    hyperparameters whose field docs are the defaults users see), ``tasks``
+    (the dataset tasks it can run on).
+
+    ``supervised`` detectors are fitted once per signal, on that signal's own
+    labelled training split; the others once per run.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    kind: ClassVar[str] = "unsupervised"
+    Config: ClassVar[type] = EmptyConfig
+    tasks: ClassVar[tuple[str, ...]] = ("unsupervised", "resonant")
+
+    def __init__(self, config: Any = None):
+        self.config = config if config is not None else self.Config()
+
+    @abstractmethod
+    def fit(self, train: TrainingData, ctx: FitContext) -> None:
+        """Train on ``train``; may use ``ctx.device``, ``ctx.seed``, ``ctx.progress``."""
+
+    @abstractmethod
+    def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
+        """Anomaly score per row of ``x`` (float32 (n, d)); ``mjj`` on resonant tasks."""
+
+
+class Dataset(ABC):
+    """A benchmark dataset.
+
+    Class attributes: ``name``, ``version`` (bump when the content changes),
+    ``task`` (``unsupervised`` or ``resonant``), ``card`` (Markdown text: source,
+    citation, licence, files, schema), ``Options`` (a dataclass of load
+    options; CLI ``-o key=value``).
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    task: ClassVar[str] = "unsupervised"
+    card: ClassVar[str] = ""
+    Options: ClassVar[type] = EmptyConfig
+
+    def __init__(self, options: Any = None):
+        self.options = options if options is not None else self.Options()
+
+    @abstractmethod
+    def load(self, data_dir: Path | None, progress: Progress) -> Benchmark:
+        """Build the benchmark; ``data_dir``: where the user keeps the files, if given."""
+
+    def fetch(self, progress: Progress) -> list[Path]:
+        """Download the public files into the cache; datasets that ship with the package need none."""
+        return []
+
+
+class Metric(ABC):
+    """A per-run metric: ``compute`` maps one signal's scores to named values.
+
+    A value that cannot be computed honestly (too few background events
+    for a working point, ...) is an :class:`~hepad_bench.data.Unavailable`.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    tasks: ClassVar[tuple[str, ...]] = ("unsupervised", "resonant")
+
+    @abstractmethod
+    def compute(self, scored: ScoredSignal) -> Mapping[str, MetricValue]:
+        """Values for one signal, keyed by a short name (``auc``, ``eff@1e-4``)."""
+
+
+class ComparativeMetric(ABC):
+    """A metric over several detectors' stored scores of the same events.
+
+    Computed at leaderboard time, never inside a run. ``compare`` receives,
+    for one dataset and one signal, each detector's list of ScoredSignal (one
+    per seed) and returns per detector its named values (mean over seeds is
+    taken by the caller where it makes sense) or a table-like mapping.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+
+    @abstractmethod
+    def compare(self, signal: str, runs: Mapping[str, list[ScoredSignal]]) -> Mapping[str, Mapping[str, MetricValue]]:
+        """Per detector name: named values for this signal."""
+
+
+def config_fields(config_type: type) -> list[dataclasses.Field]:
+    return list(dataclasses.fields(config_type)) if dataclasses.is_dataclass(config_type) else []

@@ -1,0 +1,176 @@
+"""The data model shared by datasets, detectors and metrics.
+
+A dataset plugin returns a :class:`Benchmark`: polars tables of float32 feature
+columns plus bookkeeping columns (``weight``, ``process`` and, for resonant
+tasks, the resonant observable, ``mjj`` by convention). The runner turns it into
+numpy arrays for detectors (:class:`TrainingData`) and, after scoring, into
+:class:`ScoredSignal` objects for metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+Task = Literal["unsupervised", "resonant"]
+TASKS: tuple[str, ...] = ("unsupervised", "resonant")
+
+#: Columns every table carries besides the features.
+WEIGHT, PROCESS, LABEL = "weight", "process", "label"
+
+
+@dataclass
+class Benchmark:
+    """Everything one run needs from a dataset.
+
+    ``train`` / ``validation``: what an unsupervised or weakly supervised
+    detector may see. For ``unsupervised`` tasks this is background only. For
+    ``resonant`` tasks it is "data": background plus injected signal over the
+    full ``resonant`` range (signal region and sidebands); its ``label`` column
+    is truth that only metrics and checks may read, never a detector.
+
+    ``test``: held-out background (for resonant tasks: in the signal region).
+    ``signals``: held-out signal per name (resonant: in the signal region).
+    ``signal_train``: a separate labelled signal split per name, only for
+    supervised reference detectors.
+    ``extra``: further named tables: for resonant tasks ``background_model``
+    (independent signal-region background, the idealised classifier's
+    reference) and ``hunt`` (held-out data over the full mass range, with
+    truth ``label``, on which bump hunts run).
+    """
+
+    dataset: str
+    version: str
+    task: Task
+    features: list[str]
+    train: pl.DataFrame
+    validation: pl.DataFrame
+    test: pl.DataFrame
+    signals: dict[str, pl.DataFrame]
+    signal_train: dict[str, pl.DataFrame] = field(default_factory=dict)
+    extra: dict[str, pl.DataFrame] = field(default_factory=dict)
+    resonant: str | None = None
+    #: Free-form facts recorded in run.json (options, split sizes, signal
+    #: region, normalisation for limits, ...). Must be JSON-serialisable.
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def tables(self) -> dict[str, pl.DataFrame]:
+        """Every table under a unique name (for caching and event counts)."""
+        out = {"train": self.train, "validation": self.validation, "test": self.test}
+        out |= {f"signal/{k}": v for k, v in self.signals.items()}
+        out |= {f"signal_train/{k}": v for k, v in self.signal_train.items()}
+        out |= {f"extra/{k}": v for k, v in self.extra.items()}
+        return out
+
+    def event_counts(self) -> dict[str, int]:
+        return {k: v.height for k, v in self.tables().items()}
+
+    def capped(self, max_events: int | None) -> Benchmark:
+        """A copy with every table cut to its first ``max_events`` rows."""
+        if max_events is None:
+            return self
+
+        def cap(d: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+            return {k: v.head(max_events) for k, v in d.items()}
+
+        return Benchmark(
+            dataset=self.dataset, version=self.version, task=self.task,
+            features=list(self.features), train=self.train.head(max_events),
+            validation=self.validation.head(max_events), test=self.test.head(max_events),
+            signals=cap(self.signals), signal_train=cap(self.signal_train),
+            extra=cap(self.extra), resonant=self.resonant,
+            meta=self.meta | {"max_events": max_events},
+        )
+
+    def features_of(self, table: pl.DataFrame) -> np.ndarray:
+        """The feature matrix (float32, C-contiguous) of one of this benchmark's tables."""
+        return np.ascontiguousarray(table.select(self.features).to_numpy().astype(np.float32, copy=False))
+
+
+def column_or_none(table: pl.DataFrame, name: str | None) -> np.ndarray | None:
+    if name is None or name not in table.columns:
+        return None
+    return table[name].to_numpy().astype(np.float64)
+
+
+def weights_of(table: pl.DataFrame) -> np.ndarray:
+    if WEIGHT in table.columns:
+        return table[WEIGHT].to_numpy().astype(np.float64)
+    return np.ones(table.height)
+
+
+@dataclass
+class TrainingData:
+    """What ``Detector.fit`` receives: numpy arrays, already on the host.
+
+    ``x`` / ``x_val`` are float32 (n, d). ``y`` / ``y_val`` are class labels
+    only for supervised detectors (1 = signal, 0 = background), else None.
+    ``mjj`` / ``mjj_val``: the resonant observable where the task has one.
+    ``extra``: feature matrices of further tables a detector kind is entitled
+    to (``background_model`` and its ``background_model_mjj`` for resonant
+    tasks). ``meta`` is the benchmark's meta (signal region, ...).
+    """
+
+    features: list[str]
+    x: np.ndarray
+    weight: np.ndarray
+    x_val: np.ndarray
+    weight_val: np.ndarray
+    y: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    mjj: np.ndarray | None = None
+    mjj_val: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    task: Task = "unsupervised"
+    signal: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return self.x.shape[1]
+
+
+@dataclass
+class ScoredSample:
+    """Scores of one set of events, with their weights and resonant observable."""
+
+    score: np.ndarray
+    weight: np.ndarray
+    mjj: np.ndarray | None = None
+    label: np.ndarray | None = None
+    event: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+
+@dataclass
+class ScoredSignal:
+    """What a per-run metric sees for one signal: background and signal scores.
+
+    ``hunt``: scores of held-out data over the full resonant range (resonant
+    tasks), with truth labels; bump-hunt metrics use it.
+    """
+
+    signal: str
+    background: ScoredSample
+    signal_sample: ScoredSample
+    task: Task = "unsupervised"
+    hunt: ScoredSample | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A metric value that cannot be computed honestly, with the reason."""
+
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"unavailable": self.reason}
+
+
+MetricValue = float | Unavailable

@@ -1,0 +1,267 @@
+"""Expand the CLI grid into run specs and execute each run.
+
+A run is a pure function of its :class:`RunSpec` to its result folder: it
+reads the (cached) dataset, fits, scores, computes per-run metrics and writes
+the folder atomically. Nothing is shared between runs except read-only
+dataset tables, so an executor may run specs in any order or place.
+"""
+
+from __future__ import annotations
+
+import platform
+import random
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from hepad_bench import __version__
+from hepad_bench.contracts import Detector, FitContext, Progress
+from hepad_bench.data import Benchmark, ScoredSignal, TrainingData, Unavailable, column_or_none, weights_of
+from hepad_bench.errors import UserError
+from hepad_bench.params import as_dict, build_config, stable_hash
+from hepad_bench.plugins import Registry
+from hepad_bench.store import SCORE_SCHEMA, is_complete, run_dir, scored_signal, write_run
+
+DEFAULT_SEED = 42
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    dataset: str
+    detector: str
+    seed: int = DEFAULT_SEED
+    dataset_options: tuple[tuple[str, str], ...] = ()
+    params: tuple[tuple[str, str], ...] = ()
+    device: str = "cpu"
+    max_events: int | None = None
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    folder: Path
+    status: str  # ok | failed | skipped
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` where torch sees a GPU, else ``cpu``; ``cuda`` without one is an error."""
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise UserError(f"unknown device '{device}': use auto, cpu or cuda")
+    if device == "cpu":
+        return device
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if device == "auto":
+        return "cuda" if has_cuda else "cpu"
+    if not has_cuda:
+        raise UserError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+    return device
+
+
+def expand_grid(datasets: list[str], detectors: list[str], seeds: list[int], **common: Any) -> list[RunSpec]:
+    return [RunSpec(dataset=d, detector=m, seed=s, **common) for d in datasets for m in detectors for s in seeds]
+
+
+def _seed_everything(seed: int) -> None:
+    """Safety net for libraries that use global random state; plugins seed their own generators too."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
+class Runner:
+    """Runs specs in this process, loading each dataset once per distinct options."""
+
+    def __init__(self, registry: Registry, output: Path, data_dir: Path | None = None,
+                 progress: Progress | None = None, force: bool = False):
+        self.registry = registry
+        self.output = Path(output)
+        self.data_dir = data_dir
+        self.progress = progress or Progress()
+        self.force = force
+        self._benchmarks: dict[tuple, Benchmark] = {}
+
+    # -- spec -> identities ------------------------------------------------
+    def dataset_identity(self, spec: RunSpec) -> tuple[Any, dict[str, Any]]:
+        cls = self.registry.dataset(spec.dataset)
+        options = build_config(cls.Options, list(f"{k}={v}" for k, v in spec.dataset_options), f"dataset {cls.name}")
+        return options, {"name": cls.name, "version": cls.version, "options": as_dict(options), "max_events": spec.max_events}
+
+    def detector_identity(self, spec: RunSpec) -> tuple[Any, dict[str, Any]]:
+        cls = self.registry.detector(spec.detector)
+        config = build_config(cls.Config, list(f"{k}={v}" for k, v in spec.params), f"detector {cls.name}")
+        return config, {"name": cls.name, "version": cls.version, "config": as_dict(config)}
+
+    def run_key(self, spec: RunSpec) -> str:
+        _, data_id = self.dataset_identity(spec)
+        _, det_id = self.detector_identity(spec)
+        return stable_hash({"dataset": data_id, "detector": det_id, "seed": spec.seed})
+
+    def folder(self, spec: RunSpec) -> Path:
+        return run_dir(self.output, spec.dataset, spec.detector, self.run_key(spec))
+
+    def validate(self, specs: list[RunSpec]) -> None:
+        """Fail early, before any training, on names, parameters and task mismatches."""
+        for spec in specs:
+            self.dataset_identity(spec)
+            self.detector_identity(spec)
+            data_cls, det_cls = self.registry.dataset(spec.dataset), self.registry.detector(spec.detector)
+            if data_cls.task not in det_cls.tasks:
+                raise UserError(
+                    f"detector {det_cls.name} needs a {' or '.join(det_cls.tasks)} dataset; "
+                    f"{data_cls.name} is {data_cls.task}"
+                )
+
+    # -- running -----------------------------------------------------------
+    def benchmark(self, spec: RunSpec) -> Benchmark:
+        options, data_id = self.dataset_identity(spec)
+        memo_key = (data_id["name"], stable_hash(data_id))
+        if memo_key not in self._benchmarks:
+            dataset = self.registry.dataset(spec.dataset)(options)
+            bench = dataset.load(self.data_dir, self.progress)
+            self._benchmarks[memo_key] = bench.capped(spec.max_events)
+        return self._benchmarks[memo_key]
+
+    def run_all(self, specs: list[RunSpec]) -> list[RunResult]:
+        self.validate(specs)
+        return [self.run_one(spec) for spec in specs]
+
+    def run_one(self, spec: RunSpec) -> RunResult:
+        folder = self.folder(spec)
+        if not self.force and is_complete(folder):
+            import json
+
+            run = json.loads((folder / "run.json").read_text())
+            metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
+            return RunResult(spec, folder, "skipped", metrics=metrics, run=run)
+        bench = self.benchmark(spec)  # a UserError here (missing file) stops the grid: nothing else can run
+        config, det_id = self.detector_identity(spec)
+        _, data_id = self.dataset_identity(spec)
+        det_cls = self.registry.detector(spec.detector)
+        run: dict[str, Any] = {
+            "key": folder.name, "dataset": data_id, "detector": det_id | {"kind": det_cls.kind},
+            "seed": spec.seed, "device": spec.device, "task": bench.task,
+            "signals": sorted(bench.signals), "event_counts": bench.event_counts(),
+            "dataset_meta": bench.meta, "resonant": bench.resonant,
+            "versions": {
+                "hepad-bench": __version__, "plugin": det_cls.version,
+                "plugin_distribution": self.registry.detectors[det_cls.name].distribution,
+                "torch": _package_version("torch"), "numpy": np.__version__,
+                "python": platform.python_version(),
+            },
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        try:
+            scores, timing = self._fit_and_score(det_cls, config, bench, spec)
+            metrics = self._metrics(scores, run)
+        except Exception as exc:  # a failing detector must not stop the grid
+            run |= {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+            write_run(folder, run, None, None)
+            return RunResult(spec, folder, "failed", error=run["error"], run=run)
+        run |= {"status": "ok", "error": None} | timing
+        write_run(folder, run, scores, metrics)
+        return RunResult(spec, folder, "ok", metrics=metrics, run=run)
+
+    def _training_data(self, bench: Benchmark, kind: str, signal: str | None) -> TrainingData:
+        train, val = bench.train, bench.validation
+        y = y_val = None
+        if kind == "supervised":
+            assert signal is not None
+            sig = bench.signal_train[signal]
+            n_val = max(1, sig.height // 5)
+            sig_tr, sig_val = sig.slice(n_val), sig.head(n_val)
+            cols = list(dict.fromkeys([*bench.features, "weight", *( [bench.resonant] if bench.resonant else [])]))
+            y = np.r_[np.zeros(train.height), np.ones(sig_tr.height)].astype(np.float32)
+            y_val = np.r_[np.zeros(val.height), np.ones(sig_val.height)].astype(np.float32)
+            train = pl.concat([train.select(cols), sig_tr.select(cols)], how="vertical_relaxed")
+            val = pl.concat([val.select(cols), sig_val.select(cols)], how="vertical_relaxed")
+        extra: dict[str, np.ndarray] = {}
+        if kind != "unsupervised" and "background_model" in bench.extra:
+            model = bench.extra["background_model"]
+            extra["background_model"] = bench.features_of(model)
+            extra["background_model_mjj"] = column_or_none(model, bench.resonant)
+            extra["background_model_weight"] = weights_of(model)
+        return TrainingData(
+            features=list(bench.features), x=bench.features_of(train), weight=weights_of(train),
+            x_val=bench.features_of(val), weight_val=weights_of(val), y=y, y_val=y_val,
+            mjj=column_or_none(train, bench.resonant), mjj_val=column_or_none(val, bench.resonant),
+            extra=extra, task=bench.task, signal=signal, meta=bench.meta,
+        )
+
+    def _score_table(self, detector: Detector, bench: Benchmark, sample: str, table: pl.DataFrame, model: str) -> pl.DataFrame:
+        mjj = column_or_none(table, bench.resonant)
+        score = np.asarray(detector.score(bench.features_of(table), mjj=mjj), dtype=np.float64).reshape(-1)
+        if score.shape[0] != table.height:
+            raise RuntimeError(f"detector returned {score.shape[0]} scores for {table.height} events of {sample}")
+        if not np.all(np.isfinite(score)):
+            raise RuntimeError(f"detector returned {int((~np.isfinite(score)).sum())} non-finite scores on {sample}")
+        label = table["label"].to_numpy() if "label" in table.columns else np.full(table.height, 1 if sample in bench.signals else 0)
+        return pl.DataFrame({
+            "sample": [sample] * table.height, "model": [model] * table.height,
+            "event": np.arange(table.height, dtype=np.int64), "score": score, "weight": weights_of(table),
+            "mjj": mjj if mjj is not None else np.full(table.height, None), "label": label.astype(np.int8),
+        }, schema=SCORE_SCHEMA)
+
+    def _fit_and_score(self, det_cls: type[Detector], config: Any, bench: Benchmark, spec: RunSpec) -> tuple[pl.DataFrame, dict]:
+        per_signal = det_cls.kind == "supervised"
+        if per_signal and not bench.signal_train:
+            raise UserError(f"dataset {bench.dataset} has no labelled signal training split for {det_cls.name}")
+        models = sorted(bench.signal_train) if per_signal else [None]
+        parts, fit_s, score_s = [], 0.0, 0.0
+        for signal in models:
+            _seed_everything(spec.seed)
+            detector = det_cls(config)
+            ctx = FitContext(seed=spec.seed, device=spec.device, progress=self.progress)
+            t0 = time.perf_counter()
+            detector.fit(self._training_data(bench, det_cls.kind, signal), ctx)
+            fit_s += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            model = signal or ""
+            targets = [signal] if signal else sorted(bench.signals)
+            with self.progress.task(f"scoring {det_cls.name}", total=len(targets) + 1) as advance:
+                parts.append(self._score_table(detector, bench, "background", bench.test, model))
+                advance(1)
+                for name in targets:
+                    parts.append(self._score_table(detector, bench, name, bench.signals[name], model))
+                    advance(1)
+                if "hunt" in bench.extra:
+                    parts.append(self._score_table(detector, bench, "hunt", bench.extra["hunt"], model))
+            score_s += time.perf_counter() - t0
+        return pl.concat(parts), {"fit_seconds": round(fit_s, 3), "score_seconds": round(score_s, 3)}
+
+    def _metrics(self, scores: pl.DataFrame, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        metric_classes = [m for m in self.registry.run_metrics() if run["task"] in m.tasks]
+        for signal in run["signals"]:
+            scored: ScoredSignal = scored_signal(scores, signal, run)
+            values: dict[str, Any] = {}
+            for metric_cls in metric_classes:
+                try:
+                    result = dict(metric_cls().compute(scored))
+                except Exception as exc:  # one broken metric must not lose the run's scores
+                    result = {metric_cls.name: Unavailable(f"metric raised {type(exc).__name__}: {exc}")}
+                values.update(result)
+            out[signal] = values
+        return out

@@ -1,0 +1,139 @@
+"""Shared torch machinery of the first-party detectors.
+
+Conventions (DESIGN.md): tensors go to the device once, minibatches are
+index slices of a per-epoch permutation drawn from a generator seeded by the
+run seed, early stopping watches the validation loss and restores the best
+weights, scoring runs in large batches under ``torch.inference_mode()``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from hepad_bench import FitContext
+
+SCORE_BATCH = 65536
+
+
+def seed_torch(seed: int) -> torch.Generator:
+    """Seed torch's global state (weight init) and return a CPU generator for shuffling."""
+    torch.manual_seed(seed)
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return gen
+
+
+def device_of(ctx: FitContext) -> torch.device:
+    return torch.device(ctx.device)
+
+
+def tensor(x: np.ndarray | None, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor | None:
+    if x is None:
+        return None
+    return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype).to(device)
+
+
+def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU, dropout: float = 0.0,
+        bias: bool = True, final_activation: nn.Module | None = None) -> nn.Sequential:
+    """Dense layers ``sizes[0] -> ... -> sizes[-1]`` with ``activation`` between them."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b, bias=bias))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+    if final_activation is not None:
+        layers.append(final_activation)
+    return nn.Sequential(*layers)
+
+
+@dataclass
+class History:
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    stopped_early: bool = False
+
+
+def train_minibatches(
+    modules: Sequence[nn.Module],
+    optimizer: torch.optim.Optimizer,
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    n_train: int,
+    *,
+    val_loss: Callable[[], float] | None,
+    epochs: int,
+    batch_size: int,
+    patience: int,
+    generator: torch.Generator,
+    device: torch.device,
+    ctx: FitContext,
+    description: str = "training",
+) -> History:
+    """Minimise ``batch_loss(indices)`` over shuffled index slices.
+
+    ``val_loss()`` is evaluated after each epoch (under inference mode by the
+    caller's choice of function); the best weights of ``modules`` are kept and
+    restored at the end. ``patience`` epochs without improvement stop early
+    (0 disables early stopping).
+    """
+    history = History()
+    best, best_state, since_best = float("inf"), None, 0
+    with ctx.progress.task(description, total=epochs) as advance:
+        for epoch in range(epochs):
+            for m in modules:
+                m.train()
+            perm = torch.randperm(n_train, generator=generator).to(device)
+            total, batches = torch.zeros((), device=device), 0
+            for start in range(0, n_train, batch_size):
+                idx = perm[start:start + batch_size]
+                loss = batch_loss(idx)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach()
+                batches += 1
+            history.train_loss.append(float(total) / max(batches, 1))
+            advance(1)
+            if val_loss is None:
+                continue
+            for m in modules:
+                m.eval()
+            current = float(val_loss())
+            history.val_loss.append(current)
+            if current < best - 1e-7:
+                best, since_best, history.best_epoch = current, 0, epoch
+                best_state = [copy.deepcopy(m.state_dict()) for m in modules]
+            else:
+                since_best += 1
+                if patience and since_best >= patience:
+                    history.stopped_early = True
+                    break
+    if best_state is not None:
+        for m, state in zip(modules, best_state):
+            m.load_state_dict(state)
+    for m in modules:
+        m.eval()
+    return history
+
+
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = SCORE_BATCH) -> torch.Tensor:
+    """``fn`` over ``x`` in slices, concatenated (call it under inference mode)."""
+    return torch.cat([fn(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)]) if x.shape[0] else fn(x)
+
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return values.mean()
+    return (values * weights).sum() / weights.sum().clamp_min(1e-12)
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
