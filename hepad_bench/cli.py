@@ -27,12 +27,13 @@ app = typer.Typer(
 )
 datasets_app = typer.Typer(help="Inspect and download datasets.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
-out = Console()
+# Wide tables when piped (CI logs, files) instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 180)
 _state = {"debug": False}
 
 
 def _warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
 
 
 def registry() -> Registry:
@@ -147,10 +148,10 @@ def leaderboard(
     output: Annotated[Path, typer.Option(help="Where to write the tables.")] = Path("leaderboards"),
 ) -> None:
     """Render leaderboards (Markdown, CSV, Parquet, plots, HTML) from stored runs."""
-    from hepad_bench.leaderboard import build_leaderboards
-
     if not results.is_dir():
         raise UserError(f"results folder {results} does not exist; run 'hepad-bench run' first")
+    from hepad_bench.leaderboard import build_leaderboards
+
     written = build_leaderboards(results, output, registry())
     for path in written:
         out.print(str(path))
@@ -198,11 +199,13 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in argv
     try:
         _register_plugin_commands()
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # click returns Exit codes instead of raising here
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except UserError as exc:
         if debug:
             raise
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(exc.exit_code)
         if debug:
             raise
-        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", highlight=False)
+        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 
