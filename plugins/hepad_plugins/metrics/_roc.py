@@ -1,0 +1,144 @@
+"""Weighted ROC helpers shared by the metric plugins and the leaderboard.
+
+Conventions (every metric of hepad-bench uses them):
+
+* An event is *selected* at threshold ``t`` when ``score >= t`` (higher = more
+  anomalous). The ROC curve is scikit-learn's ``roc_curve`` with event weights
+  and ``drop_intermediate=False``: one vertex per distinct score.
+* A working point ``eps_B`` between two vertices is read off by **linear
+  interpolation** along the ROC path. A block of tied scores is therefore a
+  straight segment: the value is what random tie-breaking gives on average,
+  and it does not depend on the order of the events.
+* A working point is only trusted when at least ``MIN_BACKGROUND_EVENTS``
+  background events lie inside the top ``eps_B`` (weighted) fraction; with
+  weights, the effective count ``(sum w)^2 / sum w^2`` of those events is used.
+  For unit weights this is exactly ``N_bkg * eps_B >= 10``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_curve
+
+from hepad_bench.data import ScoredSample, ScoredSignal
+
+#: Background events (effective count) needed inside a working point.
+MIN_BACKGROUND_EVENTS = 10
+#: Working points of the Dark Machines / ADC2021 tables: (key label, eps_B).
+WORKING_POINTS: tuple[tuple[str, float], ...] = (("1e-2", 1e-2), ("1e-3", 1e-3), ("1e-4", 1e-4), ("1e-5", 1e-5))
+#: Smallest eps_B the maximum SIC may use, whatever the background size.
+SIC_MIN_EPS_B = 1e-4
+
+# Relative slack for "inside the top fraction": 1e-3 * 1e5 must count 100 events, not 99.
+_REL_TOL = 1e-9
+
+
+def effective_count(weight: np.ndarray) -> float:
+    """Kish's effective number of events, (sum w)^2 / sum w^2 (= N for unit weights)."""
+    weight = np.asarray(weight, dtype=np.float64)
+    sum_w2 = float(np.sum(weight**2))
+    return float(np.sum(weight)) ** 2 / sum_w2 if sum_w2 > 0 else 0.0
+
+
+def _descending(score: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(-np.asarray(score, dtype=np.float64), kind="stable")
+    return order, np.cumsum(np.asarray(weight, dtype=np.float64)[order])
+
+
+def top_fraction(score: np.ndarray, weight: np.ndarray, fraction: float) -> tuple[np.ndarray, float, float | None]:
+    """The highest-scoring events that lie entirely inside the top ``fraction`` of the total weight.
+
+    Returns (indices of those events, their effective count, the score of the
+    last one = the threshold, or None when no event fits). Selecting
+    ``score >= threshold`` gives the same events unless scores tie at the
+    threshold.
+    """
+    order, cum_w = _descending(score, weight)
+    if len(order) == 0 or cum_w[-1] <= 0:
+        return order[:0], 0.0, None
+    k = int(np.searchsorted(cum_w, fraction * cum_w[-1] * (1 + _REL_TOL), side="right"))
+    inside = order[:k]
+    threshold = float(np.asarray(score)[order[k - 1]]) if k else None
+    return inside, effective_count(np.asarray(weight)[inside]), threshold
+
+
+def _as_samples(scored_or_background: Any, signal: ScoredSample | None) -> tuple[ScoredSample, ScoredSample]:
+    if isinstance(scored_or_background, ScoredSignal):
+        return scored_or_background.background, scored_or_background.signal_sample
+    if signal is None:
+        raise TypeError("pass a ScoredSignal, or a background and a signal ScoredSample")
+    return scored_or_background, signal
+
+
+def roc_points(background: ScoredSample | ScoredSignal, signal: ScoredSample | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted ROC curve as (eps_b, eps_s), from (0, 0) to (1, 1), eps_b non-decreasing.
+
+    Accepts a background and a signal sample, or one ScoredSignal.
+    """
+    background, signal = _as_samples(background, signal)
+    y = np.r_[np.zeros(len(background)), np.ones(len(signal))]
+    score = np.r_[np.asarray(background.score, dtype=np.float64), np.asarray(signal.score, dtype=np.float64)]
+    weight = np.r_[np.asarray(background.weight, dtype=np.float64), np.asarray(signal.weight, dtype=np.float64)]
+    eps_b, eps_s, _ = roc_curve(y, score, sample_weight=weight, drop_intermediate=False)
+    return eps_b, eps_s
+
+
+def interpolate_roc(eps_b: np.ndarray, eps_s: np.ndarray, at: float) -> float:
+    """eps_S at background efficiency ``at`` by linear interpolation along the ROC path.
+
+    Where the path has a vertical step at ``at`` (signal-only scores), the top
+    of the step counts: it is reachable without exceeding ``at``.
+    """
+    i = int(np.searchsorted(eps_b, at, side="right"))  # first vertex beyond `at`
+    if i >= len(eps_b):
+        return float(eps_s[-1])
+    x0, y0, x1, y1 = eps_b[i - 1], eps_s[i - 1], eps_b[i], eps_s[i]
+    return float(y0 + (y1 - y0) * (at - x0) / (x1 - x0))
+
+
+def sic_floor(background: ScoredSample) -> float:
+    """Smallest eps_B for SIC: max(SIC_MIN_EPS_B, the fraction holding 10 background events).
+
+    The second term is 10 / N_bkg for unit weights; with weights, the smallest
+    top fraction whose effective count reaches 10. Above 1 when the whole
+    background has fewer than 10 (effective) events.
+    """
+    order, cum_w = _descending(background.score, background.weight)
+    if len(order) == 0 or cum_w[-1] <= 0:
+        return np.inf
+    cum_w2 = np.cumsum(np.asarray(background.weight, dtype=np.float64)[order] ** 2)
+    n_eff = cum_w**2 / np.where(cum_w2 > 0, cum_w2, np.inf)
+    enough = np.flatnonzero(n_eff >= MIN_BACKGROUND_EVENTS * (1 - _REL_TOL))
+    if len(enough) == 0:
+        return np.inf
+    return max(SIC_MIN_EPS_B, float(cum_w[enough[0]] / cum_w[-1]))
+
+
+def sic_curve(background: ScoredSample | ScoredSignal, signal: ScoredSample | None = None,
+              min_eps_b: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(eps_s, eps_b, sic = eps_s / sqrt(eps_b)) at every ROC vertex with eps_b > max(0, min_eps_b).
+
+    Accepts a background and a signal sample, or one ScoredSignal. For plots,
+    pass ``min_eps_b=sic_floor(background)`` to hide the statistically empty tail.
+    """
+    eps_b, eps_s = roc_points(background, signal)
+    keep = (eps_b > 0) & (eps_b >= min_eps_b)
+    return eps_s[keep], eps_b[keep], eps_s[keep] / np.sqrt(eps_b[keep])
+
+
+def sic_max(background: ScoredSample, signal: ScoredSample, floor: float) -> tuple[float, float]:
+    """(max of eps_s / sqrt(eps_b), the eps_b where it is reached) over the ROC path with eps_b >= floor.
+
+    Along a straight ROC segment eps_s / sqrt(eps_b) = a / sqrt(x) + b sqrt(x)
+    has no interior maximum, so the vertices plus the interpolated point at
+    the floor are enough.
+    """
+    eps_b, eps_s = roc_points(background, signal)
+    keep = eps_b >= floor
+    xs = np.r_[floor, eps_b[keep]]
+    ys = np.r_[interpolate_roc(eps_b, eps_s, floor), eps_s[keep]]
+    sic = ys / np.sqrt(xs)
+    best = int(np.argmax(sic))
+    return float(sic[best]), float(xs[best])

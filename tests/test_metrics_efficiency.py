@@ -1,0 +1,162 @@
+"""Per-run efficiency metrics against hand-worked cases, scikit-learn, scipy and brute-force counting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import mannwhitneyu
+from sklearn.metrics import roc_auc_score
+
+from hepad_bench import ScoredSample, ScoredSignal, Unavailable
+from hepad_plugins.metrics import efficiency
+from hepad_plugins.metrics._roc import roc_points, sic_curve, sic_floor, top_fraction
+from hepad_plugins.metrics.efficiency import AUC, EfficiencyAtBackground, MaxSIC
+
+
+def sample(score, weight=None) -> ScoredSample:
+    score = np.asarray(score, dtype=np.float64)
+    return ScoredSample(score=score, weight=np.ones(len(score)) if weight is None else np.asarray(weight, dtype=np.float64))
+
+
+def scored(bkg, sig, wb=None, ws=None) -> ScoredSignal:
+    return ScoredSignal(signal="s", background=sample(bkg, wb), signal_sample=sample(sig, ws))
+
+
+def test_hook_lists_the_three_metrics():
+    names = {cls.name for cls in efficiency.hepad_metrics()}
+    assert names == {"auc", "eff_at_bkg", "sic_max"}
+
+
+def test_auc_matches_mann_whitney_unweighted():
+    rng = np.random.default_rng(1)
+    bkg, sig = rng.normal(size=700), rng.normal(0.8, size=300)
+    bkg[:50] = sig[:50] = 0.25  # ties count one half in both definitions
+    u = mannwhitneyu(sig, bkg).statistic
+    assert AUC().compute(scored(bkg, sig))["auc"] == pytest.approx(u / (len(sig) * len(bkg)), rel=1e-12)
+
+
+def test_auc_with_integer_weights_equals_repeated_events():
+    rng = np.random.default_rng(2)
+    bkg, sig = rng.normal(size=400), rng.normal(1.0, size=200)
+    wb, ws = rng.integers(1, 4, size=400), rng.integers(1, 4, size=200)
+    repeated = roc_auc_score(np.r_[np.zeros(wb.sum()), np.ones(ws.sum())], np.r_[np.repeat(bkg, wb), np.repeat(sig, ws)])
+    weighted = AUC().compute(scored(bkg, sig, wb, ws))["auc"]
+    assert weighted == pytest.approx(repeated, rel=1e-12)
+    assert weighted != pytest.approx(AUC().compute(scored(bkg, sig))["auc"], rel=1e-4)  # the weights matter here
+
+
+def test_eff_hand_worked_vertical_step_counts_its_top():
+    # Background 0..999; signal at 995.5, 990.5, 989.5 and seven low scores.
+    # At eps_B = 1e-2 the threshold can sit at 989.5: 10 background events
+    # (990..999) and 3 signal events pass -> eps_S = 3/10.
+    sig = [995.5, 990.5, 989.5] + [0.5] * 7
+    values = EfficiencyAtBackground().compute(scored(np.arange(1000), sig))
+    assert values["eff@1e-2"] == pytest.approx(0.3)
+
+
+def test_eff_hand_worked_ties_are_a_straight_segment():
+    # 20 background and 4 of 10 signal events tie at the top score 1000:
+    # that vertex is (eps_B, eps_S) = (0.02, 0.4); eps_B = 0.01 lies half way -> 0.2.
+    bkg = np.r_[np.arange(980), np.full(20, 1000.0)]
+    sig = [1000.0] * 4 + [0.5] * 6
+    rng = np.random.default_rng(0)
+    perm_b, perm_s = rng.permutation(1000), rng.permutation(10)
+    for b, s in ((bkg, sig), (bkg[perm_b], np.asarray(sig)[perm_s])):  # event order must not matter
+        assert EfficiencyAtBackground().compute(scored(b, s))["eff@1e-2"] == pytest.approx(0.2)
+
+
+def test_eff_too_few_background_events_is_unavailable_with_the_count():
+    values = EfficiencyAtBackground().compute(scored(np.arange(1000), [2000.0] * 5))
+    assert values["eff@1e-2"] == pytest.approx(1.0)
+    for key, n in (("eff@1e-3", 1), ("eff@1e-4", 0), ("eff@1e-5", 0)):
+        assert isinstance(values[key], Unavailable)
+        eps = key.split("@")[1]
+        assert values[key].reason == f"only {n} background events above the threshold at eps_B={eps} (need >= 10)"
+
+
+def test_eff_uses_the_effective_count_of_weighted_events():
+    # The 10 highest background events carry weight 10 each: the top 1 % of the
+    # total weight (10.9) holds just one of them, so eps_B = 1e-2 is not trusted.
+    bkg = np.arange(1000.0)
+    wb = np.where(bkg >= 990, 10.0, 1.0)
+    values = EfficiencyAtBackground().compute(scored(bkg, [2000.0] * 5, wb))
+    assert isinstance(values["eff@1e-2"], Unavailable)
+    assert values["eff@1e-2"].reason.startswith("only 1 background events")
+    unweighted = EfficiencyAtBackground().compute(scored(bkg, [2000.0] * 5))
+    assert unweighted["eff@1e-2"] == pytest.approx(1.0)
+
+
+def test_eff_matches_direct_counting_on_continuous_scores():
+    # With distinct scores and N * eps integer, eps_S is the fraction of signal
+    # above the (k+1)-th highest background score, k = N * eps.
+    rng = np.random.default_rng(3)
+    bkg, sig = rng.normal(size=20000), rng.normal(2.0, size=3000)
+    values = EfficiencyAtBackground().compute(scored(bkg, sig))
+    ranked = np.sort(bkg)[::-1]
+    for key, k in (("eff@1e-2", 200), ("eff@1e-3", 20)):
+        assert values[key] == pytest.approx(np.mean(sig > ranked[k]), abs=1e-12)
+    assert isinstance(values["eff@1e-4"], Unavailable)
+
+
+def test_eff_with_integer_weights_matches_repeated_events():
+    rng = np.random.default_rng(4)
+    bkg, sig = rng.normal(size=5000), rng.normal(1.5, size=500)
+    wb, ws = rng.integers(1, 3, size=5000), rng.integers(1, 3, size=500)
+    rep_b, rep_s = np.repeat(bkg, wb), np.repeat(sig, ws)
+    weighted = EfficiencyAtBackground().compute(scored(bkg, sig, wb, ws))["eff@1e-2"]
+    # In the repeated sample, copies tie; interpolation is along the same path.
+    eps_b, eps_s = roc_points(sample(rep_b), sample(rep_s))
+    assert weighted == pytest.approx(np.interp(1e-2, eps_b, eps_s), abs=1e-12)
+
+
+def test_sic_max_hand_worked_perfect_separation():
+    # All 10 signal events above 1000 background events: floor = 10/1000,
+    # eps_S = 1 there -> SIC = 1 / sqrt(0.01) = 10.
+    values = MaxSIC().compute(scored(np.arange(1000), np.full(10, 5000.0)))
+    assert values["sic_max"] == pytest.approx(10.0)
+    assert values["sic_max_eps_b"] == pytest.approx(0.01)
+
+
+def test_sic_max_matches_brute_force_over_thresholds():
+    rng = np.random.default_rng(5)
+    n = 4000
+    bkg, sig = rng.normal(size=n), rng.normal(1.8, size=600)
+    ranked = np.sort(bkg)[::-1]
+    # At eps_B = k / n the best eps_S keeps the signal above the (k+1)-th background score.
+    k = np.arange(10, n)
+    sic = np.array([np.mean(sig > ranked[i]) for i in k]) / np.sqrt(k / n)
+    values = MaxSIC().compute(scored(bkg, sig))
+    assert values["sic_max"] == pytest.approx(sic.max(), rel=1e-12)
+    assert values["sic_max_eps_b"] == pytest.approx(k[sic.argmax()] / n)
+
+
+def test_sic_floor_and_unavailable():
+    assert sic_floor(sample(np.arange(1000.0))) == pytest.approx(0.01)
+    assert sic_floor(sample(np.random.default_rng(0).normal(size=200_000))) == pytest.approx(1e-4)
+    values = MaxSIC().compute(scored(np.arange(5.0), [10.0]))
+    assert isinstance(values["sic_max"], Unavailable) and isinstance(values["sic_max_eps_b"], Unavailable)
+
+
+def test_sic_curve_and_roc_points_agree_with_sklearn_points():
+    rng = np.random.default_rng(6)
+    s = scored(rng.normal(size=300), rng.normal(1, size=100))
+    eps_b, eps_s = roc_points(s)
+    assert eps_b[0] == 0 and eps_b[-1] == pytest.approx(1) and eps_s[-1] == pytest.approx(1)
+    assert np.all(np.diff(eps_b) >= 0) and np.all(np.diff(eps_s) >= 0)
+    # 400 distinct scores -> 400 vertices plus the origin
+    assert len(eps_b) == 401
+    es, eb, sic = sic_curve(s.background, s.signal_sample)
+    assert np.all(eb > 0) and np.allclose(sic, es / np.sqrt(eb))
+    es2, eb2, _ = sic_curve(s, min_eps_b=0.1)
+    assert eb2.min() >= 0.1 and len(eb2) < len(eb)
+
+
+def test_top_fraction_threshold():
+    idx, n_eff, threshold = top_fraction(np.arange(100.0), np.ones(100), 0.05)
+    assert sorted(idx.tolist()) == [95, 96, 97, 98, 99] and n_eff == pytest.approx(5) and threshold == 95.0
+
+
+def test_empty_signal_is_unavailable_everywhere():
+    s = scored(np.arange(100.0), [])
+    for metric in (AUC(), EfficiencyAtBackground(), MaxSIC()):
+        assert all(isinstance(v, Unavailable) for v in metric.compute(s).values())
