@@ -1,0 +1,34 @@
+# hepad-bench developer targets.
+#   make test          run the test suite
+#   make leaderboards  run the benchmark grid on the shipped samples and regenerate leaderboards/
+# Variables can be overridden: make leaderboards SEEDS="1" DEVICE=cuda
+
+PYTHON ?= python
+HEPAD ?= hepad-bench
+RESULTS ?= results
+LEADERBOARDS ?= leaderboards
+SEEDS ?= 1 2 3
+DEVICE ?= cpu
+L1_DETECTORS ?= ae vae iforest hbos deepsvdd supervised-dnn
+DIJET_DETECTORS ?= cwola anode idealised gan-ae supervised-dnn
+
+SEED_FLAGS = $(foreach s,$(SEEDS),--seed $(s))
+RUN = $(HEPAD) run --device $(DEVICE) --output $(RESULTS) --quiet $(SEED_FLAGS)
+
+.PHONY: test results leaderboards
+
+test:
+	$(PYTHON) -m pytest -q
+
+# Complete runs are skipped (resume); a failed run does not stop the grid and is
+# listed under its dataset's table, so a non-zero exit of 'run' is reported, not fatal.
+results:
+	$(RUN) --dataset l1-pythia $(foreach d,$(L1_DETECTORS),--detector $(d)) \
+		|| echo "some l1-pythia runs failed: see the failed-runs list in $(LEADERBOARDS)"
+	$(RUN) --dataset dijet-pythia $(foreach d,$(DIJET_DETECTORS),--detector $(d)) \
+		|| echo "some dijet-pythia runs failed: see the failed-runs list in $(LEADERBOARDS)"
+
+# The folder is rebuilt from scratch so that nothing stale (a dropped dataset) survives.
+leaderboards: results
+	rm -rf $(LEADERBOARDS)
+	$(HEPAD) leaderboard $(RESULTS) --output $(LEADERBOARDS)
