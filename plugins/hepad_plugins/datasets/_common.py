@@ -192,7 +192,9 @@ class Standardiser:
 
 
 def with_bookkeeping(table: pl.DataFrame, process: str, weight: float = 1.0) -> pl.DataFrame:
-    return table.with_columns(pl.lit(weight, dtype=pl.Float64).alias(WEIGHT), pl.lit(process).alias(PROCESS))
+    """Add ``process`` and, unless the table already carries per-event weights, a constant ``weight``."""
+    w = pl.col(WEIGHT).cast(pl.Float64) if WEIGHT in table.columns else pl.lit(weight, dtype=pl.Float64)
+    return table.with_columns(w.alias(WEIGHT), pl.lit(process).alias(PROCESS))
 
 
 def take(table: pl.DataFrame, rows: np.ndarray) -> pl.DataFrame:

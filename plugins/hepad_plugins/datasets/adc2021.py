@@ -40,7 +40,7 @@ import polars as pl
 
 from hepad_bench import hookimpl
 from hepad_bench.contracts import Dataset, Progress
-from hepad_bench.data import Benchmark
+from hepad_bench.data import WEIGHT, Benchmark
 from hepad_bench.errors import DataError, UserError
 from hepad_bench.params import as_dict
 from hepad_plugins._resources import read_card
@@ -178,7 +178,10 @@ def assemble_unsupervised(name: str, version: str, options: UnsupervisedOptions,
 
     Shared by adc2021 and the embedded l1-pythia sample: one path for public and generated data.
     """
-    background = raw["background"].select(FEATURES)
+    def columns(table: pl.DataFrame) -> list[str]:  # per-event weights ride along where a sample has them
+        return FEATURES + ([WEIGHT] if WEIGHT in table.columns else [])
+
+    background = raw["background"].select(columns(raw["background"]))
     bg_rows = split_rows(background.height, [options.train_fraction, options.validation_fraction],
                          options.seed, "background")
     train_raw = take(background, bg_rows[0])
@@ -193,7 +196,7 @@ def assemble_unsupervised(name: str, version: str, options: UnsupervisedOptions,
     signals, signal_train = {}, {}
     for role in sorted(r for r in raw if r.startswith("signal/")):
         sig = role.split("/", 1)[1]
-        table = raw[role].select(FEATURES)
+        table = raw[role].select(columns(raw[role]))
         tr_rows, te_rows = split_rows(table.height, [options.signal_train_fraction], options.seed, role)
         signal_train[sig], signals[sig] = part(table, tr_rows, sig), part(table, te_rows, sig)
     sizes = {"train": train.height, "validation": validation.height, "test": test.height}

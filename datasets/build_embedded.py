@@ -1,0 +1,177 @@
+"""Build the embedded samples (l1-pythia, dijet-pythia) from generated HDF5 files.
+
+One command, from the repository root, after ``hepad-bench generate l1`` and
+``hepad-bench generate dijet`` have written their files::
+
+    python datasets/build_embedded.py --l1 /work/gen/l1 --dijet /work/gen/dijet
+
+It reads the HDF5 with the SAME readers the public datasets use
+(``adc2021.read_particles``: layout validation and the 57 raw columns;
+``lhco2020.read_lhco_table``: column validation), writes compact Parquet
+(zstd) into ``datasets/l1-pythia`` and ``datasets/dijet-pythia``, and a
+``provenance.json`` beside them with the generator's HDF5 attributes (command,
+seed, versions, cross sections), the sha256 of every input and output, and
+this command line. It exits with status 1 when the files total more than
+``--max-mb`` (25 MB), so the wheel stays small: then rerun with
+``--l1-max-background`` to subsample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+HERE = Path(__file__).resolve().parent
+ZSTD_LEVEL = 19
+
+
+def _decode(value: Any) -> Any:
+    """HDF5 attribute -> JSON-friendly value (JSON strings are parsed)."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, np.ndarray):
+        return [_decode(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def h5_attributes(path: Path) -> dict[str, Any]:
+    import h5py
+
+    with h5py.File(path, "r") as fh:
+        return {k: _decode(v) for k, v in fh.attrs.items()}
+
+
+def _sha256(path: Path) -> str:
+    from hepad_plugins.datasets._common import sha256_of
+
+    return sha256_of(path)
+
+
+def _source(path: Path, events: int, attrs: dict[str, Any]) -> dict[str, Any]:
+    return {"file": str(path), "size": path.stat().st_size, "sha256": _sha256(path), "events": events,
+            "attributes": attrs}
+
+
+def _write(table: pl.DataFrame, path: Path) -> dict[str, Any]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.write_parquet(path, compression="zstd", compression_level=ZSTD_LEVEL)
+    return {"file": path.name, "size": path.stat().st_size, "sha256": _sha256(path), "events": table.height}
+
+
+def build_l1(source: Path, out: Path, max_background: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """ADC2021-layout HDF5 files in ``source`` -> ``out``/{background,signal_<name>}.parquet + provenance."""
+    import h5py
+
+    from hepad_plugins.datasets import adc2021, embedded
+    from hepad_plugins.datasets._common import find_file
+
+    bg_path = source / adc2021.BACKGROUND_FILE
+    if not bg_path.is_file():
+        raise SystemExit(f"no {adc2021.BACKGROUND_FILE} in {source}: run 'hepad-bench generate l1' first")
+    background = adc2021.read_particles(bg_path)
+    with h5py.File(bg_path, "r") as fh:
+        weight = np.asarray(fh["Weight"], dtype=np.float64) if "Weight" in fh else None
+    if weight is not None:
+        if len(weight) != background.height or not np.all(np.isfinite(weight)) or weight.mean() <= 0:
+            raise SystemExit(f"{bg_path}: 'Weight' does not match 'Particles' or is not positive")
+        # sigma x eff / N per process, normalised so the mean weight is 1 (unweighted mixture stays ~1)
+        background = background.with_columns(pl.Series("weight", (weight / weight.mean()).astype(np.float32)))
+    full_events = background.height
+    if max_background is not None and background.height > max_background:
+        # a random subset (the file is ordered by process) that keeps the physical mixture
+        keep = np.sort(np.random.default_rng(seed).choice(background.height, max_background, replace=False))
+        background = background[keep]
+    sources = {"background": _source(bg_path, full_events, h5_attributes(bg_path))}
+    outputs = {"background": _write(background, out / embedded.L1_BACKGROUND)}
+    for sig, spec in adc2021.SIGNALS.items():
+        path = find_file(spec.names, [source])
+        target = out / embedded.l1_signal_file(sig)
+        if path is None:
+            print(f"l1: no signal file for {sig} in {source} ({' or '.join(spec.names)}): skipped", file=sys.stderr)
+            target.unlink(missing_ok=True)
+            continue
+        table = adc2021.read_particles(path)
+        sources[f"signal/{sig}"] = _source(path, table.height, h5_attributes(path))
+        outputs[f"signal/{sig}"] = _write(table, target)
+    return _provenance(out, "l1", sources, outputs, {"max_background": max_background, "subsample_seed": seed})
+
+
+def build_dijet(source: Path, out: Path) -> dict[str, Any]:
+    """``events_anomalydetection_v2.features.h5`` in ``source`` -> ``out``/events.parquet + provenance."""
+    import pandas as pd
+
+    from hepad_plugins.datasets import embedded, lhco2020
+
+    path = source / lhco2020.FILE
+    if not path.is_file():
+        raise SystemExit(f"no {lhco2020.FILE} in {source}: run 'hepad-bench generate dijet' first")
+    table = lhco2020.read_lhco_table(path).with_columns(pl.col("label").cast(pl.Int8))
+    attrs: dict[str, Any] = {}
+    with pd.HDFStore(path, mode="r") as store:
+        storer = store.get_storer(store.keys()[0])
+        for key in storer.attrs._v_attrnamesuser:
+            attrs[key] = _decode(getattr(storer.attrs, key))
+    sources = {"events": _source(path, table.height, attrs)}
+    outputs = {"events": _write(table, out / embedded.DIJET_EVENTS)}
+    return _provenance(out, "dijet", sources, outputs, {})
+
+
+def _provenance(out: Path, kind: str, sources: dict, outputs: dict, options: dict) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    record = {
+        "what": f"hepad-bench embedded sample built from generated '{kind}' HDF5 (NOT the public challenge data)",
+        "built_by": "datasets/build_embedded.py",
+        "command": " ".join(["python", "datasets/build_embedded.py", *sys.argv[1:]]),
+        "built_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "options": options,
+        "versions": {p: version(p) for p in ("hepad-bench", "h5py", "polars", "pandas")},
+        "sources": sources,
+        "outputs": outputs,
+    }
+    (out / "provenance.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--l1", type=Path, default=Path("/work/gen/l1"), help="folder with the generated l1 HDF5")
+    parser.add_argument("--dijet", type=Path, default=Path("/work/gen/dijet"), help="folder with the dijet HDF5")
+    parser.add_argument("--out", type=Path, default=HERE, help="the datasets/ folder to write into")
+    parser.add_argument("--only", choices=("l1", "dijet"), help="build one sample only")
+    parser.add_argument("--l1-max-background", type=int, default=None, help="subsample the l1 background")
+    parser.add_argument("--max-mb", type=float, default=25.0, help="refuse a total above this (MB)")
+    args = parser.parse_args(argv)
+    records = {}
+    if args.only in (None, "l1"):
+        records["l1-pythia"] = build_l1(args.l1, args.out / "l1-pythia", args.l1_max_background)
+    if args.only in (None, "dijet"):
+        records["dijet-pythia"] = build_dijet(args.dijet, args.out / "dijet-pythia")
+    total = 0
+    for name, record in records.items():
+        for role, info in record["outputs"].items():
+            total += info["size"]
+            print(f"{name}/{info['file']}: {info['events']} events, {info['size'] / 1e6:.2f} MB ({role})")
+    print(f"total {total / 1e6:.2f} MB")
+    if total > args.max_mb * 1e6:
+        print(f"error: above --max-mb {args.max_mb}; rerun with --l1-max-background", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
