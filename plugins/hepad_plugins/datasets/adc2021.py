@@ -124,7 +124,9 @@ def read_particles(path: Path, progress: Progress | None = None, chunk_rows: int
             for start in range(0, n, chunk_rows):
                 chunk = ds[start:start + chunk_rows]
                 _check_chunk(path, chunk, start)
-                out[:, start:start + len(chunk)] = chunk[:, :, :3].reshape(len(chunk), -1).T
+                block = out[:, start:start + len(chunk)].reshape(N_SLOTS, 3, len(chunk))  # a view into out
+                for k in range(3):  # one coordinate at a time: no second full-precision copy of the chunk
+                    block[:, k, :] = chunk[:, :, k].T
                 del chunk
                 advance(min(chunk_rows, n - start))
     return pl.DataFrame({name: out[i] for i, name in enumerate(FEATURES)})
@@ -191,8 +193,9 @@ def assemble_unsupervised(name: str, version: str, options: UnsupervisedOptions,
     def part(table: pl.DataFrame, rows: np.ndarray, process: str) -> pl.DataFrame:
         return with_bookkeeping(apply(take(table, rows)), process)
 
-    train, validation, test = (part(background, rows, "background") for rows in bg_rows)
+    train = with_bookkeeping(apply(train_raw), "background")
     del train_raw
+    validation, test = (part(background, rows, "background") for rows in bg_rows[1:])
     signals, signal_train = {}, {}
     for role in sorted(r for r in raw if r.startswith("signal/")):
         sig = role.split("/", 1)[1]
