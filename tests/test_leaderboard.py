@@ -292,3 +292,30 @@ def test_empty_results_folder_is_a_user_error(tmp_path):
         build_leaderboards(tmp_path, tmp_path / "out", registry_with())
     assert "\n" not in str(info.value) and "hepad-bench run" in str(info.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_ties_as_displayed_are_all_bold():
+    from hepad_bench.leaderboard.tables import Cell, Stat, _mark_best
+
+    rows = [[Cell("a", stat=Stat(0.9996, None, 1))], [Cell("b", stat=Stat(1.0, None, 1))],
+            [Cell("c", stat=Stat(0.9, None, 1))], [Cell("d", stat=None)]]
+    _mark_best(rows, 0, higher_is_better=True)  # 0.9996 and 1.0 both read 1.000
+    assert [r[0].bold for r in rows] == [True, True, False, False]
+    _mark_best(rows := [[Cell("a", stat=Stat(2.0, None, 1))], [Cell("b", stat=Stat(1.5, None, 1))]], 0, False)
+    assert [r[0].bold for r in rows] == [False, True]
+
+
+def test_weighted_roc_hand_worked():
+    """Background scores 0, 1, 2 (weights 1, 1, 2); signal 1.5, 3 (weights 1, 1): worked by hand."""
+    from hepad_bench.data import ScoredSample, ScoredSignal
+    from hepad_bench.leaderboard.plots import weighted_roc
+
+    scored = ScoredSignal("s", ScoredSample(np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 2.0])),
+                          ScoredSample(np.array([1.5, 3.0]), np.array([1.0, 1.0])))
+    fpr, tpr, n_bg = weighted_roc(scored)
+    points = set(zip(np.round(fpr, 12), np.round(tpr, 12)))
+    # cuts at > inf, >= 3, >= 2, >= 1.5, >= 1, >= 0; (0.75, 1) lies on a straight segment and may be dropped
+    by_hand = {(0.0, 0.0), (0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (0.75, 1.0), (1.0, 1.0)}
+    assert points <= by_hand
+    assert {(0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)} <= points
+    assert n_bg == 3

@@ -32,6 +32,8 @@ COLORS = plt.get_cmap("tab10").colors
 LINESTYLES = ("-", "--", "-.", ":")
 #: SIC is drawn only where at least this many background events pass the cut (it is noise below).
 SIC_MIN_BACKGROUND = 10
+#: Curves are thinned to about twice this many points.
+MAX_CURVE_POINTS = 3000
 
 
 def _save(fig: plt.Figure, path: Path, tight: bool = False) -> Path:
@@ -52,7 +54,12 @@ def weighted_roc(scored: ScoredSignal) -> tuple[np.ndarray, np.ndarray, int]:
     y = np.r_[np.zeros(len(bg)), np.ones(len(sig))]
     score = np.r_[bg.score, sig.score]
     weight = np.r_[bg.weight, sig.weight]
-    fpr, tpr, _ = roc_curve(y, score, sample_weight=weight, drop_intermediate=False)
+    fpr, tpr, _ = roc_curve(y, score, sample_weight=weight)
+    if len(fpr) > 2 * MAX_CURVE_POINTS:
+        # millions of thresholds on full datasets: keep the low-eps_B start in full (it fills the log axis)
+        # and an even thinning of the rest, which is invisible at figure resolution
+        keep = np.unique(np.r_[np.arange(MAX_CURVE_POINTS), np.linspace(0, len(fpr) - 1, MAX_CURVE_POINTS).astype(int)])
+        fpr, tpr = fpr[keep], tpr[keep]
     return fpr, tpr, len(bg)
 
 

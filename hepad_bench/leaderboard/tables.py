@@ -84,13 +84,15 @@ class Table:
     csv: pl.DataFrame | None = None
 
 
-def _mark_best(rows: list[list[Cell]], col: int, higher_is_better: bool) -> None:
+def _mark_best(rows: list[list[Cell]], col: int, higher_is_better: bool, shown=None) -> None:
+    """Bold the best mean of a column, and every mean that reads the same as it (ties as displayed)."""
+    shown = shown or fmt_number
     stats = [(i, r[col].stat) for i, r in enumerate(rows) if r[col].stat is not None]
     if not stats:
         return
-    best = (max if higher_is_better else min)(s.mean for _, s in stats)
+    best = shown((max if higher_is_better else min)(s.mean for _, s in stats))
     for i, s in stats:
-        if s.mean == best:
+        if shown(s.mean) == best:
             rows[i][col].bold = True
 
 
@@ -190,7 +192,7 @@ def mu_table(section: Section, installed: dict[str, str]) -> Table:
         rows.append(cells)
         records.append(record)
     for col in range(1, len(columns)):
-        _mark_best(rows, col, higher_is_better=False)
+        _mark_best(rows, col, higher_is_better=False, shown=lambda x: _fmt_sig(x, 3))
     extra = f"metric {MU_LIMIT} version {installed[MU_LIMIT]}" if MU_LIMIT in installed else f"metric {MU_LIMIT} not installed"
     notes = ["mu_up / mu_up(supervised DNN), mean ± std over seeds (each seed's limit normalised to the same seed's DNN); "
              "lower is better, best in bold."]
