@@ -1,0 +1,340 @@
+"""Dense autoencoder (``ae``) and variational autoencoder (``vae``) detectors.
+
+Both follow the ADC2021 baselines (Govorkova et al., Sci. Data 9 (2022) 118,
+arXiv:2107.02157; the same networks as Govorkova et al., Nat. Mach. Intell. 4
+(2022) 154, arXiv:2108.03986): a small dense encoder 57 -> 32 -> 16 -> 3 and
+its mirror image as decoder, trained on background only.
+
+Shared behaviour (see :class:`_TorchAutoencoder`):
+
+- inputs are standardised with the training split's per-feature mean and
+  standard deviation (``standardize=True``); features with zero spread (the
+  MET eta column of ADC2021, empty particle slots) are only centred;
+- the training and validation tensors go to ``ctx.device`` once; minibatches
+  are index slices (``_torch.train_minibatches``) of a permutation drawn from
+  a generator seeded with ``ctx.seed``; Adam optimiser;
+- event weights (``train.weight``) weight each event's loss: the batch loss
+  is ``mean(w_i * loss_i) / mean(w)`` with ``mean(w)`` over the whole training
+  split, an unbiased estimate of the weighted mean loss that stays stable when
+  a batch happens to hold few (or negative) weights; the validation loss is
+  the weighted mean over the validation split;
+- early stopping watches the validation loss (``patience`` epochs without
+  improvement) and restores the best weights;
+- scores are computed in float64, in large batches under
+  ``torch.inference_mode()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from hepad_bench import DataError, Detector, FitContext, TrainingData, hookimpl
+from hepad_plugins.detectors._torch import (
+    History,
+    batched,
+    device_of,
+    mlp,
+    seed_torch,
+    tensor,
+    to_numpy,
+    train_minibatches,
+)
+
+Activation = Literal["relu", "leaky_relu", "elu"]
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU}
+
+
+@dataclass
+class AEConfig:
+    """Hyperparameters of the dense autoencoder (defaults: the ADC2021 baseline size).
+
+    hidden: encoder layer widths (the decoder mirrors them); default (32, 16).
+    latent: bottleneck width; default 3.
+    activation: relu, leaky_relu or elu; default leaky_relu.
+    epochs: maximum number of epochs; default 50.
+    batch_size: events per minibatch; default 256.
+    learning_rate: Adam step size; default 1e-3.
+    weight_decay: Adam L2 penalty; default 0.
+    patience: epochs without validation improvement before stopping (0: never stop early); default 5.
+    standardize: scale features to zero mean, unit spread on the training split first; default True.
+    """
+
+    hidden: tuple[int, ...] = (32, 16)
+    latent: int = 3
+    activation: Activation = "leaky_relu"
+    epochs: int = 50
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 5
+    standardize: bool = True
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(self.hidden)
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ValueError("hidden needs at least one positive layer width, e.g. hidden=32,16")
+        for name in ("latent", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.learning_rate < 0 or self.weight_decay < 0 or self.patience < 0:
+            raise ValueError("learning_rate, weight_decay and patience must not be negative")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}")
+
+
+@dataclass
+class VAEConfig(AEConfig):
+    """Hyperparameters of the VAE: those of the autoencoder plus the KL weight and the score.
+
+    beta: weight of the KL term in the loss, loss = reco + beta * kl; default 0.1.
+    score: which per-event term is the anomaly score: total (the loss), reco or kl; default total.
+    """
+
+    beta: float = 0.1
+    score: Literal["total", "reco", "kl"] = "total"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.beta < 0:
+            raise ValueError("beta must not be negative")
+        if self.score not in ("total", "reco", "kl"):
+            raise ValueError("score must be one of total, reco, kl")
+
+
+class _TorchAutoencoder(Detector):
+    """Training and scoring machinery shared by the AE and the VAE (not a plugin)."""
+
+    kind = "unsupervised"
+    tasks = ("unsupervised", "resonant")
+
+    model: nn.Module
+    history_: History
+
+    # -- what subclasses define -------------------------------------------------
+    def _build(self, n_features: int, activation: type[nn.Module]) -> nn.Module:
+        raise NotImplementedError
+
+    def _train_loss(self, z: torch.Tensor) -> torch.Tensor:
+        """Per-event training loss of standardised events ``z`` (may sample)."""
+        raise NotImplementedError
+
+    def _eval_terms(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-event deterministic terms (float64) of standardised events ``z``; key ``loss`` is the validation loss."""
+        raise NotImplementedError
+
+    def _score_terms(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        return terms["loss"]
+
+    def _start(self, ctx: FitContext, device: torch.device) -> None:
+        """Hook run after seeding, before building the model."""
+
+    # -- fitting ------------------------------------------------------------
+    def _set_scaler(self, x: np.ndarray) -> None:
+        d = x.shape[1]
+        if not self.config.standardize:
+            self.mean_, self.scale_ = np.zeros(d), np.ones(d)
+            return
+        x64 = np.asarray(x, dtype=np.float64)
+        self.mean_ = x64.mean(axis=0)
+        std = x64.std(axis=0)
+        # a constant feature carries no information: centre it, do not blow it up
+        self.scale_ = np.where(std > 1e-12, std, 1.0)
+
+    def _standardised(self, x: np.ndarray) -> torch.Tensor:
+        """Standardised float32 tensor on the model's device (computed there)."""
+        t = tensor(x, self.device_)
+        return (t - self._mean_t) / self._scale_t
+
+    def fit(self, train: TrainingData, ctx: FitContext) -> None:
+        cfg = self.config
+        if train.x.ndim != 2 or train.x.shape[0] == 0:
+            raise DataError(f"{self.name} needs a non-empty (events, features) training matrix, got shape {train.x.shape}")
+        self.device_ = device_of(ctx)
+        shuffle_gen = seed_torch(ctx.seed)
+        self._start(ctx, self.device_)
+        self._set_scaler(train.x)
+        self._mean_t = tensor(self.mean_, self.device_)
+        self._scale_t = tensor(self.scale_, self.device_)
+        x = self._standardised(train.x)
+        weight = self._normalised_weights(train.weight)
+        self.model = self._build(train.n_features, ACTIVATIONS[cfg.activation]).to(self.device_)
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+        def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+            losses = self._train_loss(x[idx])
+            return losses.mean() if weight is None else (losses * weight[idx]).mean()
+
+        val_loss = None
+        if train.x_val is not None and len(train.x_val):
+            x_val = self._standardised(train.x_val)
+            w_val = tensor(np.asarray(train.weight_val, dtype=np.float64), self.device_, torch.float64)
+
+            def val_loss() -> float:
+                with torch.inference_mode():
+                    losses = batched(lambda z: self._eval_terms(z)["loss"], x_val)
+                    total = w_val.sum()
+                    return float((losses * w_val).sum() / total) if float(total) > 0 else float(losses.mean())
+
+        self.history_ = train_minibatches(
+            [self.model], optimizer, batch_loss, x.shape[0], val_loss=val_loss, epochs=cfg.epochs,
+            batch_size=cfg.batch_size, patience=cfg.patience, generator=shuffle_gen, device=self.device_,
+            ctx=ctx, description=f"training {self.name}",
+        )
+
+    def _normalised_weights(self, weight: np.ndarray | None) -> torch.Tensor | None:
+        """Weights divided by their mean (None when all equal: the plain mean is the same and cheaper)."""
+        if weight is None:
+            return None
+        w = np.asarray(weight, dtype=np.float64)
+        if not np.all(np.isfinite(w)):
+            raise DataError(f"{self.name}: training weights contain NaN or infinity; fix the dataset's weight column")
+        if np.all(w == w[0]) and w[0] > 0:
+            return None
+        if w.mean() <= 0:
+            raise DataError(f"{self.name}: training weights sum to {w.sum():.3g} <= 0; the loss cannot be weighted by them")
+        return tensor(w / w.mean(), self.device_)
+
+    # -- scoring ------------------------------------------------------------
+    def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
+        z_all = self._standardised(np.asarray(x, dtype=np.float32))
+        with torch.inference_mode():
+            out = batched(lambda z: self._score_terms(self._eval_terms(z)), z_all)
+        return to_numpy(out)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """The standardised inputs the network sees (float64, for inspection and tests)."""
+        return to_numpy(self._standardised(np.asarray(x, dtype=np.float32)))
+
+
+def _per_event_mse(z: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
+    return (z - z_hat).pow(2).mean(dim=1)
+
+
+class _Autoencoder(nn.Module):
+    def __init__(self, n_features: int, hidden: tuple[int, ...], latent: int, activation: type[nn.Module]):
+        super().__init__()
+        self.encoder = mlp([n_features, *hidden, latent], activation)
+        self.decoder = mlp([latent, *reversed(hidden), n_features], activation)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(z))
+
+
+class AEDetector(_TorchAutoencoder):
+    """Dense autoencoder; score = per-event reconstruction MSE (ADC2021 baseline, Govorkova et al. 2022).
+
+    Encoder n -> 32 -> 16 -> 3 (linear bottleneck), mirrored decoder,
+    LeakyReLU, trained on background to minimise the (event-weighted) mean
+    squared error over the standardised features with Adam (lr 1e-3, batch
+    256, up to 50 epochs, early stopping with patience 5 on the validation
+    split). The anomaly score is the mean squared reconstruction error over
+    the features of the standardised event: events unlike the background are
+    reconstructed worse. See the module docstring for the shared conventions.
+    """
+
+    name = "ae"
+    version = "1"
+    Config = AEConfig
+
+    def _build(self, n_features: int, activation: type[nn.Module]) -> nn.Module:
+        return _Autoencoder(n_features, self.config.hidden, self.config.latent, activation)
+
+    def _train_loss(self, z: torch.Tensor) -> torch.Tensor:
+        return _per_event_mse(z, self.model(z))
+
+    def _eval_terms(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": _per_event_mse(z.double(), self.model(z).double())}
+
+    def reconstruct(self, x: np.ndarray) -> np.ndarray:
+        """The network's reconstruction of the standardised events (float64, for inspection and tests)."""
+        z_all = self._standardised(np.asarray(x, dtype=np.float32))
+        with torch.inference_mode():
+            return to_numpy(batched(self.model, z_all))
+
+
+class _VariationalAutoencoder(nn.Module):
+    def __init__(self, n_features: int, hidden: tuple[int, ...], latent: int, activation: type[nn.Module]):
+        super().__init__()
+        self.body = mlp([n_features, *hidden], activation, final_activation=activation())
+        self.mu = nn.Linear(hidden[-1], latent)
+        self.logvar = nn.Linear(hidden[-1], latent)
+        self.decoder = mlp([latent, *reversed(hidden), n_features], activation)
+
+    def encode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(z)
+        return self.mu(h), self.logvar(h)
+
+
+def _gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) per event, summed over latent dimensions."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
+class VAEDetector(_TorchAutoencoder):
+    """Variational autoencoder; score = reco + beta * KL at the mean of q(z|x) (Kingma & Welling 2013; ADC2021).
+
+    Gaussian encoder n -> 32 -> 16 -> (mu, log sigma^2) in 3 latent
+    dimensions, reparameterised sample z = mu + sigma * eps, mirrored decoder,
+    LeakyReLU. Loss per event = reco + beta * kl with reco the mean squared
+    error over the standardised features and kl the closed-form
+    KL(q(z|x) || N(0, 1)) summed over latent dimensions (beta = 0.1). Adam
+    (lr 1e-3, batch 256, up to 50 epochs, early stopping with patience 5).
+
+    Scoring is deterministic: the decoder reconstructs from the mean of
+    q(z|x), no noise is drawn, and the validation loss for early stopping is
+    computed the same way. ``score`` picks the per-event term: ``total``
+    (reco + beta * kl, the default), ``reco`` or ``kl``. The ADC2021 baseline
+    studies (Govorkova et al., arXiv:2107.02157 and arXiv:2108.03986) found
+    the latent-space (KL) score about as sensitive as the reconstruction
+    error on several signals, and it needs only the encoder; but the KL term
+    alone misses events that leave the background manifold while projecting
+    onto its bulk, and the reconstruction term alone is weaker on events in
+    the tails of the latent distribution. The total catches both (on our
+    toys it was never far behind the better of the two), so it is the
+    default; ``-p score=kl`` gives the ADC2021 latent-space score.
+    Reference: D. P. Kingma, M. Welling, Auto-Encoding Variational Bayes, arXiv:1312.6114.
+    """
+
+    name = "vae"
+    version = "1"
+    Config = VAEConfig
+
+    def _start(self, ctx: FitContext, device: torch.device) -> None:
+        # the reparameterisation noise has its own stream of the run seed, on the device itself
+        self._noise = torch.Generator(device=device)
+        self._noise.manual_seed(int(ctx.rng(stream=1).integers(2**62)))
+
+    def _build(self, n_features: int, activation: type[nn.Module]) -> nn.Module:
+        return _VariationalAutoencoder(n_features, self.config.hidden, self.config.latent, activation)
+
+    def _train_loss(self, z: torch.Tensor) -> torch.Tensor:
+        mu, logvar = self.model.encode(z)
+        eps = torch.randn(mu.shape, generator=self._noise, device=mu.device, dtype=mu.dtype)
+        sample = mu + (0.5 * logvar).exp() * eps
+        return _per_event_mse(z, self.model.decoder(sample)) + self.config.beta * _gaussian_kl(mu, logvar)
+
+    def _eval_terms(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, logvar = self.model.encode(z)
+        reco = _per_event_mse(z.double(), self.model.decoder(mu).double())
+        kl = _gaussian_kl(mu.double(), logvar.double())
+        return {"loss": reco + self.config.beta * kl, "reco": reco, "kl": kl}
+
+    def _score_terms(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        return terms["loss" if self.config.score == "total" else self.config.score]
+
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and log-variance of q(z|x) per event (float64, for inspection and tests)."""
+        z_all = self._standardised(np.asarray(x, dtype=np.float32))
+        with torch.inference_mode():
+            mu, logvar = self.model.encode(z_all)
+        return to_numpy(mu), to_numpy(logvar)
+
+
+@hookimpl
+def hepad_detectors() -> list[type[Detector]]:
+    return [AEDetector, VAEDetector]
