@@ -280,7 +280,8 @@ def test_missing_comparative_metrics_degrade_to_na(tmp_path):
     assert _md_row(markdown, "alpha", table_index=1)[1:] == ["n/a", "n/a"]
     assert "alpha" in _md_row(markdown, "alpha")[0]  # the main table still renders
 
-    build_leaderboards(results, tmp_path / "broken", registry_with(BrokenMetric), plots=False)
+    with pytest.warns(UserWarning, match="fixture breakage"):
+        build_leaderboards(results, tmp_path / "broken", registry_with(BrokenMetric), plots=False)
     markdown = (tmp_path / "broken" / "toy-ds" / "README.md").read_text()
     assert "mu_limit raised RuntimeError: fixture breakage" in markdown
     assert _md_row(markdown, "beta", table_index=1)[1:] == ["n/a", "n/a"]
@@ -319,3 +320,19 @@ def test_weighted_roc_hand_worked():
     assert points <= by_hand
     assert {(0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)} <= points
     assert n_bg == 3
+
+
+def test_resonant_dataset_adds_max_sic(tmp_path):
+    root = tmp_path / "results"
+    for seed in (1, 2):
+        run = _run_json("cwola", "weakly_supervised", seed, {}, "ok", f"c{seed}")
+        run["dataset"] = DATASET | {"name": "toy-res"}
+        run["task"] = "resonant"
+        metrics = {s: fixture_metrics("cwola", seed, s) for s in SIGNALS}
+        write_run(root / "toy-res" / "cwola" / f"c{seed}", run, fixture_scores("cwola", seed, "unsupervised", 1.0), metrics)
+    build_leaderboards(root, tmp_path / "out", registry_with(), plots=False)
+    markdown = (tmp_path / "out" / "toy-res" / "README.md").read_text()
+    header = _md_header(markdown)
+    assert "sigA: max SIC" in header and "sigB: max SIC" in header
+    sics = np.array([fixture_metrics("cwola", s, "sigB")["sic_max"] for s in (1, 2)])
+    assert _md_row(markdown, "cwola")[header.index("sigB: max SIC")] == f"**{sics.mean():.3f} ± {sics.std(ddof=1):.3f}**"

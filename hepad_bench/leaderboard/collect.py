@@ -208,7 +208,7 @@ def evaluate_comparative(section: Section, metric_classes: list[type], cache: Sc
                 for row in section.rows:
                     run = row.run_for(seed)
                     scored = cache.scored(run, signal) if run is not None else None
-                    if scored is not None:
+                    if scored is not None and len(scored.background) and len(scored.signal_sample):
                         runs[row.label] = [scored]
                 if not runs:
                     continue

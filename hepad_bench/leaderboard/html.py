@@ -59,7 +59,7 @@ def table_html(table: Table) -> str:
         tds = "".join(f'<td class="best">{escape(c.text)}</td>' if c.bold else f"<td>{escape(c.text)}</td>" for c in cells)
         out.append(f"<tr>{tds}</tr>")
     out.append("</tbody></table></div>")
-    notes = [n for n in table.notes]
+    notes = table.notes
     if notes:
         out.append('<div class="notes">')
         items = [n[2:] for n in notes if n.startswith("- ")]

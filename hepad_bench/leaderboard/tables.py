@@ -20,6 +20,7 @@ from hepad_bench.leaderboard.collect import Section, Value
 EFF_KEYS = ("eff@1e-5", "eff@1e-4", "eff@1e-3", "eff@1e-2")
 MU_LIMIT, MU_KEY = "mu_limit", "mu_up_over_dnn"
 CORRELATION = "score_correlation"
+SIC = "sic_max"
 NA = "n/a"
 
 
@@ -135,6 +136,10 @@ def main_table(section: Section) -> Table:
             metrics.append((signal, point))
         columns.append(f"{signal}: AUC")
         metrics.append((signal, "auc"))
+        # resonant searches are usually compared by the maximum significance improvement (CATHODE, LHCO)
+        if section.task == "resonant" and any(v.value is not None for row in section.rows for _, v in row.values(signal, SIC)):
+            columns.append(f"{signal}: max SIC")
+            metrics.append((signal, SIC))
 
     rows: list[list[Cell]] = []
     records: list[dict] = []
@@ -242,8 +247,8 @@ def to_markdown(table: Table, level: int = 3) -> str:
         lines.append("| " + " | ".join(texts) + " |")
     lines.append("")
     for note in table.notes:
-        lines.append(note if note.startswith("- ") else f"{note}")
-        if not note.startswith("- "):
+        lines.append(note)
+        if not note.startswith("- "):  # list items stay together; paragraphs get a blank line
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
