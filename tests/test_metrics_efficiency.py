@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from hepad_bench import ScoredSample, ScoredSignal, Unavailable
 from hepad_plugins.metrics import efficiency
-from hepad_plugins.metrics._roc import roc_points, sic_curve, sic_floor, top_fraction
+from hepad_plugins.metrics._roc import inside_counts, roc_points, sic_curve, sic_floor, top_fraction
 from hepad_plugins.metrics.efficiency import AUC, EfficiencyAtBackground, MaxSIC
 
 
@@ -160,3 +160,15 @@ def test_empty_signal_is_unavailable_everywhere():
     s = scored(np.arange(100.0), [])
     for metric in (AUC(), EfficiencyAtBackground(), MaxSIC()):
         assert all(isinstance(v, Unavailable) for v in metric.compute(s).values())
+
+
+def test_inside_counts_agree_with_top_fraction_on_weighted_events():
+    rng = np.random.default_rng(7)
+    score, weight = rng.normal(size=3000), rng.uniform(0.5, 2.0, size=3000)
+    fractions = [0.3, 1e-2, 1e-3, 1e-5]
+    expected = []
+    for f in fractions:
+        idx = np.argsort(-score)[: int(np.sum(np.cumsum(weight[np.argsort(-score)]) <= f * weight.sum()))]
+        expected.append(weight[idx].sum() ** 2 / (weight[idx] ** 2).sum() if len(idx) else 0.0)
+        assert top_fraction(score, weight, f)[1] == pytest.approx(expected[-1])
+    assert inside_counts(score, weight, fractions) == pytest.approx(expected)

@@ -64,6 +64,19 @@ def top_fraction(score: np.ndarray, weight: np.ndarray, fraction: float) -> tupl
     return inside, effective_count(np.asarray(weight)[inside]), threshold
 
 
+def inside_counts(score: np.ndarray, weight: np.ndarray, fractions: list[float]) -> list[float]:
+    """Effective count of the events inside each top ``fraction`` (as :func:`top_fraction`), with one sort."""
+    order, cum_w = _descending(score, weight)
+    if len(order) == 0 or cum_w[-1] <= 0:
+        return [0.0] * len(fractions)
+    cum_w2 = np.cumsum(np.asarray(weight, dtype=np.float64)[order] ** 2)
+    out = []
+    for fraction in fractions:
+        k = int(np.searchsorted(cum_w, fraction * cum_w[-1] * (1 + _REL_TOL), side="right"))
+        out.append(float(cum_w[k - 1] ** 2 / cum_w2[k - 1]) if k and cum_w2[k - 1] > 0 else 0.0)
+    return out
+
+
 def _as_samples(scored_or_background: Any, signal: ScoredSample | None) -> tuple[ScoredSample, ScoredSample]:
     if isinstance(scored_or_background, ScoredSignal):
         return scored_or_background.background, scored_or_background.signal_sample
@@ -98,12 +111,11 @@ def interpolate_roc(eps_b: np.ndarray, eps_s: np.ndarray, at: float) -> float:
     return float(y0 + (y1 - y0) * (at - x0) / (x1 - x0))
 
 
-def sic_floor(background: ScoredSample) -> float:
-    """Smallest eps_B for SIC: max(SIC_MIN_EPS_B, the fraction holding 10 background events).
+def ten_event_fraction(background: ScoredSample) -> float:
+    """The smallest top fraction of the background weight that holds MIN_BACKGROUND_EVENTS events.
 
-    The second term is 10 / N_bkg for unit weights; with weights, the smallest
-    top fraction whose effective count reaches 10. Above 1 when the whole
-    background has fewer than 10 (effective) events.
+    10 / N_bkg for unit weights; with weights, the smallest top fraction whose
+    effective count reaches 10. Infinite when the whole background has fewer.
     """
     order, cum_w = _descending(background.score, background.weight)
     if len(order) == 0 or cum_w[-1] <= 0:
@@ -111,9 +123,12 @@ def sic_floor(background: ScoredSample) -> float:
     cum_w2 = np.cumsum(np.asarray(background.weight, dtype=np.float64)[order] ** 2)
     n_eff = cum_w**2 / np.where(cum_w2 > 0, cum_w2, np.inf)
     enough = np.flatnonzero(n_eff >= MIN_BACKGROUND_EVENTS * (1 - _REL_TOL))
-    if len(enough) == 0:
-        return np.inf
-    return max(SIC_MIN_EPS_B, float(cum_w[enough[0]] / cum_w[-1]))
+    return float(cum_w[enough[0]] / cum_w[-1]) if len(enough) else np.inf
+
+
+def sic_floor(background: ScoredSample) -> float:
+    """Smallest eps_B for SIC: max(SIC_MIN_EPS_B, the fraction holding 10 background events); > 1 when none does."""
+    return max(SIC_MIN_EPS_B, ten_event_fraction(background))
 
 
 def sic_curve(background: ScoredSample | ScoredSignal, signal: ScoredSample | None = None,

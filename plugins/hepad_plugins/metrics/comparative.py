@@ -21,7 +21,7 @@ from scipy.stats import rankdata
 
 from hepad_bench import ComparativeMetric, ScoredSample, ScoredSignal, Unavailable, hookimpl
 from hepad_bench.data import MetricValue
-from hepad_plugins.metrics._roc import MIN_BACKGROUND_EVENTS, effective_count, top_fraction
+from hepad_plugins.metrics._roc import MIN_BACKGROUND_EVENTS, effective_count, ten_event_fraction, top_fraction
 
 #: The reference detector of mu_up_over_dnn.
 SUPERVISED_REFERENCE = "supervised-dnn"
@@ -42,16 +42,9 @@ def score_bin_edges(background: ScoredSample) -> np.ndarray:
     (-inf, e0), [e0, e1), ..., [e_last, inf): an event on an edge goes up,
     as ``score >= threshold`` selects it.
     """
-    n_eff = effective_count(background.weight)
-    if n_eff < MIN_BACKGROUND_EVENTS:
+    floor = ten_event_fraction(background)
+    if not floor <= 1:
         return np.array([])
-    # smallest fraction with 10 effective events inside (10 / N for unit weights)
-    floor = MIN_BACKGROUND_EVENTS / n_eff
-    for _ in range(60):
-        _, inside, _ = top_fraction(background.score, background.weight, floor)
-        if inside >= MIN_BACKGROUND_EVENTS * (1 - 1e-9) or floor >= 1:
-            break
-        floor = min(1.0, floor * 1.1)
     half_decades = 10.0 ** (-0.5 * np.arange(1, 40))
     fractions = [f for f in half_decades if f >= 2 * floor] + ([floor] if floor < 1 else [])
     thresholds = [top_fraction(background.score, background.weight, f)[2] for f in fractions]

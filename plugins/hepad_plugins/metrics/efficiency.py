@@ -16,13 +16,12 @@ from hepad_bench import Metric, ScoredSignal, Unavailable, hookimpl
 from hepad_bench.data import MetricValue
 from hepad_plugins.metrics._roc import (
     MIN_BACKGROUND_EVENTS,
-    SIC_MIN_EPS_B,
     WORKING_POINTS,
     interpolate_roc,
     roc_points,
     sic_floor,
     sic_max,
-    top_fraction,
+    inside_counts,
 )
 
 
@@ -73,8 +72,8 @@ class EfficiencyAtBackground(Metric):
         bkg = scored.background
         eps_b, eps_s = roc_points(bkg, scored.signal_sample)
         out: dict[str, MetricValue] = {}
-        for key, (label, eps) in zip(keys, WORKING_POINTS):
-            _, n_inside, _ = top_fraction(bkg.score, bkg.weight, eps)
+        counts = inside_counts(bkg.score, bkg.weight, [eps for _, eps in WORKING_POINTS])
+        for key, (label, eps), n_inside in zip(keys, WORKING_POINTS, counts):
             if n_inside < MIN_BACKGROUND_EVENTS * (1 - 1e-9):
                 out[key] = Unavailable(
                     f"only {_count(n_inside)} background events above the threshold at eps_B={label} "
@@ -111,5 +110,3 @@ class MaxSIC(Metric):
 def hepad_metrics():
     return [AUC, EfficiencyAtBackground, MaxSIC]
 
-
-__all__ = ["AUC", "EfficiencyAtBackground", "MaxSIC", "SIC_MIN_EPS_B", "hepad_metrics"]
