@@ -9,6 +9,7 @@ here independently with numpy from the fixture values.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -336,3 +337,14 @@ def test_resonant_dataset_adds_max_sic(tmp_path):
     assert "sigA: max SIC" in header and "sigB: max SIC" in header
     sics = np.array([fixture_metrics("cwola", s, "sigB")["sic_max"] for s in (1, 2)])
     assert _md_row(markdown, "cwola")[header.index("sigB: max SIC")] == f"**{sics.mean():.3f} ± {sics.std(ddof=1):.3f}**"
+
+
+def test_mu_table_states_why_cells_are_missing(tmp_path):
+    results = write_fixture_results(tmp_path / "results")
+    shutil.rmtree(results / "toy-ds" / "supervised-dnn")  # no reference detector left
+    build_leaderboards(results, tmp_path / "out", registry_with(FixtureMuLimit), plots=False)
+    markdown = (tmp_path / "out" / "toy-ds" / "README.md").read_text()
+    assert _md_row(markdown, "alpha", table_index=1)[1:] == ["n/a", "n/a"]
+    assert "n/a where mu_limit gave no value: no supervised-dnn." in markdown
+    numbers = pl.read_parquet(tmp_path / "out" / "toy-ds" / "numbers.parquet")
+    assert numbers.filter(pl.col("metric") == "mu_limit:mu_up")["value"].null_count() == 0  # raw limits kept

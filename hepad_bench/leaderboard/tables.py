@@ -205,6 +205,11 @@ def mu_table(section: Section, installed: dict[str, str]) -> Table:
         notes.append(f"n/a everywhere: the comparative metric '{MU_LIMIT}' is not installed.")
     elif MU_LIMIT in section.comparative_notes:
         notes.append(f"n/a: {section.comparative_notes[MU_LIMIT]}")
+    reasons = sorted({c.value.unavailable for c in section.comparative
+                      if c.metric == MU_LIMIT and c.key == MU_KEY and c.value.unavailable})
+    if reasons:
+        shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
+        notes.append(f"n/a where {MU_LIMIT} gave no value: {shown}.")
     schema: dict[str, pl.DataType] = {"detector": pl.String}
     for signal in section.signals:
         schema |= {f"{signal}:mean": pl.Float64, f"{signal}:std": pl.Float64, f"{signal}:n": pl.Int64}
