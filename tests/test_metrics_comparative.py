@@ -140,3 +140,12 @@ def test_jaccard_hand_worked_sets():
 
 def test_hook_lists_the_comparative_metrics():
     assert {m.name for m in comparative.hepad_metrics()} == {"mu_limit", "score_correlation"}
+
+
+def test_reference_row_accepts_one_labelled_supervised_dnn_only():
+    from hepad_plugins.metrics.comparative import reference_row
+
+    assert reference_row({"vae": 1, "supervised-dnn": 2, "supervised-dnn [ab12cd34]": 3}) == "supervised-dnn"
+    assert reference_row({"vae": 1, "supervised-dnn [ab12cd34]": 3}) == "supervised-dnn [ab12cd34]"
+    assert reference_row({"supervised-dnn [a]": 1, "supervised-dnn [b]": 2}) is None
+    assert reference_row({"supervised-dnn-large": 1}) is None

@@ -137,6 +137,14 @@ def limit_input(scored: ScoredSignal) -> LimitInput:
     return LimitInput(s, b, b_unc, n_b, n_s, from_meta)
 
 
+def reference_row(rows: Mapping[str, Any]) -> str | None:
+    """The supervised DNN's row: named exactly, or the one row labelled "supervised-dnn [config]"."""
+    if SUPERVISED_REFERENCE in rows:
+        return SUPERVISED_REFERENCE
+    labelled = [name for name in rows if name.startswith(SUPERVISED_REFERENCE + " ")]
+    return labelled[0] if len(labelled) == 1 else None
+
+
 class MuLimit(ComparativeMetric):
     """Expected 95% CL upper limit on the signal strength from a fit of the score histogram, over the supervised DNN's (pyhf).
 
@@ -186,13 +194,15 @@ class MuLimit(ComparativeMetric):
                 values |= {"mu_n_background": last.n_background, "mu_n_signal": last.n_signal,
                            "mu_norm_from_card": 1.0 if last.from_meta else 0.0}
             out[detector] = values
-        reference = out.get(SUPERVISED_REFERENCE, {}).get("mu_up")
+        reference_name = reference_row(out)
+        reference = out[reference_name]["mu_up"] if reference_name else None
         for detector, values in out.items():
             mu = values["mu_up"]
             if isinstance(mu, Unavailable):
                 values["mu_up_over_dnn"] = mu
             elif reference is None:
-                values["mu_up_over_dnn"] = Unavailable(f"no {SUPERVISED_REFERENCE} run for signal {signal}")
+                values["mu_up_over_dnn"] = Unavailable(
+                    f"no single {SUPERVISED_REFERENCE} run for signal {signal} to normalise to")
             elif isinstance(reference, Unavailable):
                 values["mu_up_over_dnn"] = Unavailable(f"the {SUPERVISED_REFERENCE} limit is unavailable: {reference.reason}")
             else:
