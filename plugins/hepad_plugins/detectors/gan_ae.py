@@ -118,7 +118,7 @@ def rms_error(reco: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 class GANAE(Detector):
-    """GAN-AE (Vaslin, Barra, Donini, EPJC 83 (2023), arXiv:2305.15179): adversarial autoencoder, score = RMS reconstruction error.
+    """GAN-AE (Vaslin et al., EPJC 83 (2023), arXiv:2305.15179): AE vs a discriminator, DisCo on mjj; score = RMS error.
 
     An autoencoder (hidden 84, latent 14, ReLU, dropout 0.2, sigmoid output on
     min-max scaled inputs) is trained against a discriminator D (300-200-100-50,
@@ -129,9 +129,9 @@ class GANAE(Detector):
     with eps = 6, alpha = 65, events weighted to a flat mjj (inverse of a
     50-bin histogram). Adam lr 2e-4, beta1 0.5, batch 1024. Without mjj
     (unsupervised datasets) the DisCo term and the weighting are off and the
-    run says so. The published schedule is 1230 passes over the training data
-    and DisCo costs O(batch^2) per batch: for 50 k events that is of the order
-    of an hour on one CPU core (a GPU helps); ``-p cycles=10`` for quick runs.
+    run says so. The published schedule is 1230 passes over the training data,
+    each batch paying O(batch_size^2) for DisCo: hours on a CPU for ~50 k
+    events (a GPU helps); ``-p cycles=10`` for quick runs.
     """
 
     name = "gan-ae"
