@@ -348,3 +348,13 @@ def test_mu_table_states_why_cells_are_missing(tmp_path):
     assert "n/a where mu_limit gave no value: no supervised-dnn." in markdown
     numbers = pl.read_parquet(tmp_path / "out" / "toy-ds" / "numbers.parquet")
     assert numbers.filter(pl.col("metric") == "mu_limit:mu_up")["value"].null_count() == 0  # raw limits kept
+
+
+def test_number_formatting():
+    from hepad_bench.leaderboard.tables import Stat, fmt_stat
+
+    assert fmt_stat(Stat(0.91234, 0.000943, 3), 3) == "0.912 ± 0.001"  # std at the mean's precision
+    assert fmt_stat(Stat(0.00123, 0.00045, 2), 3) == "0.00123 ± 0.00045 (n=2)"  # small efficiencies keep digits
+    assert fmt_stat(Stat(3.9251, 4.1, 3), 3, sig=True) == "3.93 ± 4.1"
+    assert fmt_stat(Stat(0.5, None, 1), 1) == "0.500"
+    assert fmt_stat(None, 3) == "n/a"

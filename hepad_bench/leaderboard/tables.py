@@ -59,7 +59,8 @@ def fmt_stat(stat: Stat | None, expected_n: int, sig: bool = False) -> str:
         return NA
     text = _fmt_sig(stat.mean, 3) if sig else fmt_number(stat.mean)
     if stat.std is not None:
-        text += f" ± {f'{stat.std:.2g}' if sig else fmt_number(stat.std)}"
+        fixed = not sig and "e" not in text and (stat.mean == 0 or abs(stat.mean) >= 0.01)
+        text += f" ± {stat.std:.3f}" if fixed else f" ± {stat.std:.2g}"  # the std at the mean's precision
     if stat.n != expected_n:
         text += f" (n={stat.n})"
     return text
