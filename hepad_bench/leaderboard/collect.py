@@ -199,19 +199,24 @@ class ScoreCache:
 
 
 def evaluate_comparative(section: Section, metric_classes: list[type], cache: ScoreCache) -> None:
-    """Run every comparative metric once per signal and seed (so seeds can be averaged like the main table)."""
-    for cls in sorted(metric_classes, key=lambda c: c.name):
-        produced = False
+    """Run every comparative metric once per seed and signal (so seeds can be averaged like the main table).
+
+    Seeds are the outer loop and the score cache is emptied after each, so at
+    most one seed's scores of every detector are in memory at once.
+    """
+    classes = sorted(metric_classes, key=lambda c: c.name)
+    produced: set[str] = set()
+    for seed in section.seeds:
         for signal in section.signals:
-            for seed in section.seeds:
-                runs: dict[str, list[ScoredSignal]] = {}
-                for row in section.rows:
-                    run = row.run_for(seed)
-                    scored = cache.scored(run, signal) if run is not None else None
-                    if scored is not None and len(scored.background) and len(scored.signal_sample):
-                        runs[row.label] = [scored]
-                if not runs:
-                    continue
+            runs: dict[str, list[ScoredSignal]] = {}
+            for row in section.rows:
+                run = row.run_for(seed)
+                scored = cache.scored(run, signal) if run is not None else None
+                if scored is not None and len(scored.background) and len(scored.signal_sample):
+                    runs[row.label] = [scored]
+            if not runs:
+                continue
+            for cls in classes:
                 try:
                     result = cls().compare(signal, runs)
                 except Exception as exc:  # a broken metric plugin must not lose the leaderboard
@@ -221,12 +226,14 @@ def evaluate_comparative(section: Section, metric_classes: list[type], cache: Sc
                     section.comparative_notes.setdefault(cls.name, reason)
                     continue
                 for row_label, values in sorted((result or {}).items()):
-                    if not isinstance(values, dict) and not hasattr(values, "items"):
+                    if not hasattr(values, "items"):
                         continue
                     for key, raw in sorted(values.items()):
-                        produced = True
+                        produced.add(cls.name)
                         section.comparative.append(
                             Comparative(cls.name, str(cls.version), str(row_label), signal, seed, str(key), Value.parse(raw))
                         )
-        if not produced and cls.name not in section.comparative_notes:
+        cache.clear()
+    for cls in classes:
+        if cls.name not in produced and cls.name not in section.comparative_notes:
             section.comparative_notes[cls.name] = f"{cls.name} returned no values"
