@@ -75,14 +75,14 @@ class Cell:
 
 @dataclass
 class Table:
-    """A rendered-agnostic table: header, rows of cells, provenance and notes."""
+    """A table independent of its output format: header, rows of cells, provenance and notes."""
 
     title: str
     columns: list[str]
     rows: list[list[Cell]]
     provenance: str
     notes: list[str] = field(default_factory=list)
-    #: CSV: (column name, row -> number or text)
+    #: the same table as numbers (mean, std, n per column), written as CSV
     csv: pl.DataFrame | None = None
 
 
