@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
@@ -118,6 +119,7 @@ def test_raw_values_match_the_file_and_splits_are_disjoint(tmp_path):
     assert bench.meta["split_sizes"]["train"] == 250
     assert bench.meta["inputs"]["background"]["size"] == (folder / adc2021.BACKGROUND_FILE).stat().st_size
     assert len(bench.meta["inputs"]["background"]["sha256"]) == 64
+    assert json.loads(json.dumps(bench.meta)) == bench.meta  # run.json records it as it is
 
 
 def test_preprocessing_fitted_on_training_background_only(tmp_path):

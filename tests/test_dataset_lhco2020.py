@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,7 @@ def test_partition_is_disjoint_and_follows_the_options(tmp_path):
     sr_data = pl.concat([bench.train, bench.validation]).filter((pl.col("mjj") >= 3.3) & (pl.col("mjj") < 3.7))
     s = int(sr_data["label"].sum())
     assert bench.meta["signal_region_data"]["s_over_b"] == pytest.approx(s / (sr_data.height - s))
+    assert json.loads(json.dumps(bench.meta)) == bench.meta  # run.json records it as it is
     # injected signal is spread through the table (head(k) keeps signal)
     assert bench.train.head(bench.train.height // 2)["label"].sum() > 0
 

@@ -250,7 +250,7 @@ def assemble_resonant(name: str, version: str, options: ResonantOptions, events:
                               "hunt": int((hunt[LABEL] == 1).sum())},
         "signal_region_data": {"signal": n_s, "background": n_b,
                                "s_over_b": n_s / n_b if n_b else None,
-                               "s_over_sqrt_b": n_s / np.sqrt(n_b) if n_b else None},
+                               "s_over_sqrt_b": float(n_s / np.sqrt(n_b)) if n_b else None},
         "preprocessing": prep.to_meta() if prep else "none",
         "mjj_unit": "TeV",
     }
