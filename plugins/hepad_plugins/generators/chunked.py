@@ -210,8 +210,8 @@ def run_chunked(
                             generated += n
                             advance(n)
                 except BaseException:
-                    for fut in pending:
-                        fut.cancel()
+                    # Drop queued chunks; running ones still finish and are written whole.
+                    pool.shutdown(wait=False, cancel_futures=True)
                     raise
     elapsed = time.perf_counter() - start
     if generated:
