@@ -112,11 +112,17 @@ def test_region_masks_by_hand():
     assert sb.tolist() == [True, True, False, False, True, True, True]
     _, sb = region_masks(mjj, {"sr_low": 3.3, "sr_high": 3.7, "sb_low": 2.5, "sb_high": 5.0})
     assert sb.tolist() == [False, True, False, False, True, True, False]
+    # the LHCO loaders' form: signal_region [low, high], sidebands [[low, high], ...] with open ends
+    sr, sb = region_masks(mjj, {"signal_region": [3.3, 3.7], "sidebands": [[None, 3.3], [3.7, None]]})
+    assert sr.tolist() == [False, False, True, True, False, False, False]
+    assert sb.tolist() == [True, True, False, False, True, True, True]
+    _, sb = region_masks(mjj, {"signal_region": [3.3, 3.7], "sidebands": [[3.0, 3.3], [3.7, 5.0]]})
+    assert sb.tolist() == [False, True, False, False, True, True, False]
 
 
 def test_missing_signal_region_is_a_user_error():
     train, _ = resonant_toy(n_bkg=500, n_sig=0, n_test=50, meta={})
-    with pytest.raises(UserError, match="sr_low"):
+    with pytest.raises(UserError, match="signal region"):
         CWoLa(FAST).fit(train, FitContext(seed=0))
 
 
@@ -182,13 +188,13 @@ def test_each_event_is_scored_by_the_model_that_did_not_see_it():
     # Random labels: only memorisation can fit them. Each fold model must
     # memorise its own training folds yet know nothing of its held-out fold.
     rng = np.random.default_rng(5)
-    x = rng.normal(size=(400, 4))
-    y = (rng.random(400) < 0.5).astype(np.float32)
-    cfg = ClassifierConfig(k_folds=5, hidden=(128, 128), epochs=150, batch_size=64, lr=1e-2,
+    x = rng.normal(size=(300, 4))
+    y = (rng.random(300) < 0.5).astype(np.float32)
+    cfg = ClassifierConfig(k_folds=5, hidden=(64, 64), epochs=80, batch_size=64, lr=1e-2,
                            weight_decay=0.0, patience=0)
     ctx = FitContext(seed=0)
-    res = kfold_classifier(x, y, np.ones(400), cfg, ctx, "memorise")
-    np.testing.assert_array_equal(res.fold, assign_folds(400, 5, ctx.rng(101)))
+    res = kfold_classifier(x, y, np.ones(300), cfg, ctx, "memorise")
+    np.testing.assert_array_equal(res.fold, assign_folds(300, 5, ctx.rng(101)))
     xs = torch.as_tensor((x - res.mean) / res.scale, dtype=torch.float32)
     for j, model in enumerate(res.models):
         with torch.inference_mode():
@@ -196,7 +202,8 @@ def test_each_event_is_scored_by_the_model_that_did_not_see_it():
         tr, _, held = fold_roles(res.fold, j, 5)
         np.testing.assert_allclose(res.oof_logit[held], logit[held], rtol=1e-6, atol=1e-6)
         assert roc_auc_score(y[tr], logit[tr]) > 0.95  # memorised what it saw
-    assert abs(roc_auc_score(y, res.oof_logit) - 0.5) < 0.12  # and nothing it did not see
+    # ... and nothing it did not see (chance AUC has a spread of ~0.033 for 300 events)
+    assert abs(roc_auc_score(y, res.oof_logit) - 0.5) < 0.12
 
 
 # -- conventions ---------------------------------------------------------------------------

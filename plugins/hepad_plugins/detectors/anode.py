@@ -54,6 +54,10 @@ class ConditionalDensity:
 
     :meth:`log_prob` returns the log-density of the *original* ``x`` (the
     standardisation's Jacobian included), so it is a normalised density.
+    The context is clipped to the mjj range the flow was fitted on: a flow
+    asked about masses it never saw would extrapolate its conditioning
+    network freely (the signal-region flow scored on the full-range hunt
+    sample would sculpt fake bumps at the spectrum's edges).
     """
 
     def __init__(self, n_features: int, conditional: bool, cfg: AnodeConfig,
@@ -65,12 +69,13 @@ class ConditionalDensity:
         self.x_mean, self.x_scale = x_mean, x_scale
         self.m_mean, self.m_scale = m_mean, m_scale
         self.log_jacobian = -float(np.log(x_scale).sum())
+        self.context_range = (-np.inf, np.inf)  # set by fit
 
     def inputs(self, x: np.ndarray, mjj: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         xt = tensor((np.asarray(x, dtype=np.float64) - self.x_mean) / self.x_scale, self.device)
         if not self.conditional:
             return xt, None
-        mjj = require_mjj(mjj, "anode")
+        mjj = np.clip(require_mjj(mjj, "anode"), *self.context_range)
         return xt, tensor(((mjj - self.m_mean) / self.m_scale)[:, None], self.device)
 
     def standard_log_prob(self, x: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
@@ -96,6 +101,7 @@ class ConditionalDensity:
             raise UserError(f"anode has no events to fit {description} (training or validation); "
                             "check the signal region and sidebands of the dataset")
         gen = seed_torch(int(ctx.rng(stream).integers(2**31)))
+        self.context_range = (float(np.min(mjj)), float(np.max(mjj)))
         xt, mt = self.inputs(x, mjj)
         xv, mv = self.inputs(x_val, mjj_val)
 
@@ -124,11 +130,15 @@ class Anode(Detector):
     data. The score, log p_SR - log p_BG, estimates the log of
     (signal + background) / background: higher = more anomalous. ``mjj`` is
     the conditioning context, never a flow input (the ``mjj`` feature column
-    is dropped). Signal region from the dataset meta (``sr_low``/``sr_high``,
-    TeV); sidebands are the rest (or ``[sb_low, sb_high)``). Features and mjj
+    is dropped). Signal region from the dataset meta (``signal_region`` or
+    ``sr_low``/``sr_high``, TeV); sidebands are the rest of the data (within
+    the meta's ``sidebands`` windows where given). Features and mjj
     are standardised with the mean and standard deviation of the whole
     training data (shared by both flows, so the score does not depend on it);
     each flow stops early on the validation split's events of its own region.
+    Each flow's mjj context is clipped to the range it was fitted on, so
+    events outside the signal region (the hunt sample) meet p_SR at the
+    nearest signal-region edge instead of an extrapolation.
 
     Defaults: 4 MAF transforms, MADE hidden 64-64, AdamW lr 1e-3, batch 256,
     at most 40 epochs, patience 5, conditional p_SR.

@@ -40,33 +40,51 @@ RESONANT = "mjj"
 
 # -- signal region and sidebands ------------------------------------------------------------
 def signal_region(meta: dict[str, Any]) -> tuple[float, float]:
-    """(low, high) of the signal region in TeV, from the benchmark meta keys ``sr_low``/``sr_high``."""
-    if "sr_low" not in meta or "sr_high" not in meta:
+    """(low, high) of the signal region in TeV from the benchmark meta.
+
+    Read from ``sr_low``/``sr_high``, else from ``signal_region`` = [low, high]
+    (the form the LHCO-style loaders record).
+    """
+    if "sr_low" in meta and "sr_high" in meta:
+        low, high = meta["sr_low"], meta["sr_high"]
+    elif isinstance(meta.get("signal_region"), (list, tuple)) and len(meta["signal_region"]) == 2:
+        low, high = meta["signal_region"]
+    else:
         raise UserError(
-            "this resonant detector needs the signal region: the dataset's meta has no 'sr_low'/'sr_high' "
-            "(TeV); use a resonant dataset that records them"
+            "this resonant detector needs the signal region: the dataset's meta has neither 'sr_low'/'sr_high' "
+            "nor 'signal_region' (TeV); use a resonant dataset that records it"
         )
-    low, high = float(meta["sr_low"]), float(meta["sr_high"])
+    low, high = float(low), float(high)
     if not low < high:
-        raise UserError(f"signal region [{low}, {high}] TeV in the dataset meta is empty; fix sr_low/sr_high")
+        raise UserError(f"signal region [{low}, {high}] TeV in the dataset meta is empty; fix the dataset's signal region")
     return low, high
+
+
+def _sideband_windows(meta: dict[str, Any]) -> list[tuple[float, float]]:
+    """Allowed sideband windows [(low, high)], open ends as infinities; none given: everything."""
+    if "sb_low" in meta or "sb_high" in meta:
+        low, high = meta.get("sb_low"), meta.get("sb_high")
+        return [(-np.inf if low is None else float(low), np.inf if high is None else float(high))]
+    windows = meta.get("sidebands")
+    if isinstance(windows, (list, tuple)) and windows:
+        return [(-np.inf if lo is None else float(lo), np.inf if hi is None else float(hi)) for lo, hi in windows]
+    return [(-np.inf, np.inf)]
 
 
 def region_masks(mjj: np.ndarray, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks (signal region, sidebands) of ``mjj`` (TeV).
 
-    Signal region: ``sr_low <= mjj < sr_high``. Sidebands: everything else, cut to
-    ``[sb_low, sb_high)`` where the meta gives those keys.
+    Signal region: ``sr_low <= mjj < sr_high``. Sidebands: everything else,
+    cut to ``[sb_low, sb_high)`` or to the ``sidebands`` windows
+    ([[low, high], ...], None = open) where the meta gives them.
     """
     low, high = signal_region(meta)
     mjj = np.asarray(mjj, dtype=np.float64)
     sr = (mjj >= low) & (mjj < high)
-    sb = ~sr
-    if "sb_low" in meta:
-        sb &= mjj >= float(meta["sb_low"])
-    if "sb_high" in meta:
-        sb &= mjj < float(meta["sb_high"])
-    return sr, sb
+    in_window = np.zeros(len(mjj), dtype=bool)
+    for lo, hi in _sideband_windows(meta):
+        in_window |= (mjj >= lo) & (mjj < hi)
+    return sr, ~sr & in_window
 
 
 def feature_columns(features: list[str]) -> np.ndarray:
@@ -251,8 +269,9 @@ class CWoLa(_WeakClassifier):
     Classification Without Labels (Metodiev, Nachman, Thaler, JHEP 10 (2017)
     174, arXiv:1708.02949) applied to a resonance search (Collins, Howe,
     Nachman, PRL 121 (2018) 241803, arXiv:1805.02664). A dense network learns
-    signal region (``sr_low <= mjj < sr_high`` from the dataset meta) vs
-    sidebands (the rest, or ``[sb_low, sb_high)``) on the unlabelled data
+    signal region (the dataset meta's ``signal_region``, or ``sr_low`` /
+    ``sr_high``, in TeV) vs sidebands (the rest, within the meta's
+    ``sidebands`` windows where given) on the unlabelled data
     (training and validation splits pooled), with the two regions balanced
     by weight; ``mjj`` itself is dropped from the inputs. Where the regions
     differ only by a localised signal, the optimal classifier is monotonic in
