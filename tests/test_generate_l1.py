@@ -225,3 +225,24 @@ def test_missing_generator_packages_is_one_line_user_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_pythia)
     with pytest.raises(UserError, match=r'pip install "hepad-bench\[generate\]"'):
         require_generators()
+
+
+def test_cli_reports_missing_pythia_in_one_line(monkeypatch, tmp_path, capsys):
+    import builtins
+
+    from hepad_bench.cli import main
+
+    real_import = builtins.__import__
+
+    def no_fastjet(name, *args, **kwargs):
+        if name == "fastjet":
+            raise ImportError("No module named 'fastjet'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_fastjet)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "l1", "--events", "10", "--seed", "1", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert 'pip install "hepad-bench[generate]"' in err  # brackets survive rich markup
+    assert "Traceback" not in err

@@ -10,7 +10,7 @@ import typer
 from hepad_bench import hookimpl
 from hepad_bench.console import RichProgress, err_console
 
-generate_app = typer.Typer(help="Generate event samples with Pythia 8 (needs hepad-bench[generate]).",
+generate_app = typer.Typer(help="Generate event samples with Pythia 8 (needs hepad-bench\\[generate]).",
                            no_args_is_help=True)
 
 EventsOpt = Annotated[int, typer.Option("--events", min=1, help="Background events to keep (after the trigger).")]
