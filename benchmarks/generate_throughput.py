@@ -1,9 +1,9 @@
 """Throughput of the l1 generator: kept and generated events/s per process, for 1 and 2 workers.
 
-    python benchmarks/generate_throughput.py [--events 400] [--processes W Z ttbar] [--underlying-event]
+    python benchmarks/generate_throughput.py [--events 600] [--processes W Z ttbar] [--underlying-event]
 
 Each process is generated through ``run_chunked`` (fresh folder, so nothing is
-reused) with chunks of events/4, so 2 workers have work to share. Times include
+reused) with two chunks, so 2 workers have work to share. Times include
 Pythia's initialisation per chunk, as in real runs. The last column is the
 2-worker speed-up over 1 worker (about 2 on an idle 2-core machine; less on a
 shared one).
@@ -28,14 +28,14 @@ def measure(process: str, events: int, workers: int, underlying_event: bool) -> 
         start = time.perf_counter()
         out = run_chunked(Path(tmp), "bench", [ProcessJob(process, events)],
                           partial(l1.make_chunk, underlying_event=underlying_event), seed=1, workers=workers,
-                          progress=Progress(), chunk_size=max(1, events // 4))
+                          progress=Progress(), chunk_size=max(1, events // 2))
         seconds = time.perf_counter() - start
     return events / seconds, float(out[process]["_n_tried"]) / seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=400, help="kept events per process and worker count")
+    parser.add_argument("--events", type=int, default=600, help="kept events per process and worker count")
     parser.add_argument("--processes", nargs="+", default=["W", "Z", "ttbar", "Ato4l_lepFilter_13TeV_filtered"])
     parser.add_argument("--underlying-event", action="store_true", help="multiparton interactions on")
     args = parser.parse_args()
