@@ -138,3 +138,23 @@ def test_build_validates_the_generated_files(tmp_path, generated):
         fh.create_dataset("Particles", data=fake_particles(10, np.random.default_rng(0))[:, :18])
     with pytest.raises(DataError, match="shape"):
         build_module().main(["--only", "l1", "--l1", str(generated / "l1"), "--out", str(tmp_path / "o")])
+
+
+def test_shipped_l1_pythia_sample_is_intact_and_loads():
+    from hepad_plugins._resources import dataset_folder
+    from hepad_plugins.datasets._common import sha256_of
+
+    folder = dataset_folder("l1-pythia")
+    record = json.loads((folder / "provenance.json").read_text())
+    total = 0
+    for info in record["outputs"].values():  # the files are the ones the provenance describes
+        path = folder / info["file"]
+        assert path.stat().st_size == info["size"] and sha256_of(path) == info["sha256"]
+        total += info["size"]
+    assert total <= 25e6
+    bench = L1Pythia().load(None, Progress())
+    assert len(bench.features) == 57 and sorted(bench.signals) == sorted(adc2021.SIGNALS)
+    assert bench.train.height + bench.validation.height + bench.test.height == record["outputs"]["background"]["events"]
+    x = bench.features_of(bench.train)
+    assert np.isfinite(x).all() and np.allclose(x.mean(0), 0, atol=1e-3)  # standardised on the training set
+    assert "NOT the ADC2021 challenge data" in L1Pythia.card
