@@ -56,7 +56,8 @@ def signal_region(meta: dict[str, Any]) -> tuple[float, float]:
         )
     low, high = float(low), float(high)
     if not low < high:
-        raise UserError(f"signal region [{low}, {high}] TeV in the dataset meta is empty; fix the dataset's signal region")
+        raise UserError(f"signal region [{low}, {high}] TeV in the dataset meta is empty; "
+                        "fix the dataset's signal region")
     return low, high
 
 
@@ -217,8 +218,9 @@ def kfold_classifier(x: np.ndarray, y: np.ndarray, w: np.ndarray, cfg: Classifie
             batch_size=cfg.batch_size, patience=cfg.patience, generator=gen, device=device, ctx=ctx,
             description=f"{description} fold {j + 1}/{cfg.k_folds}",
         )
+        held_idx = tensor(np.flatnonzero(held), device, torch.long)
         with torch.inference_mode():
-            oof[held] = to_numpy(batched(lambda b: model(b).squeeze(-1), xt[tensor(np.flatnonzero(held), device, torch.long)]))
+            oof[held] = to_numpy(batched(lambda b: model(b).squeeze(-1), xt[held_idx]))
         models.append(model)
         histories.append(hist)
     return KFoldResult(models, fold, oof, mean, scale, histories)
