@@ -54,9 +54,10 @@ class Clock:
 
 def run_detector(x: np.ndarray, x_val: np.ndarray, epochs: int, batch_size: int,
                  seed: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    # threads=0: keep the thread count the script set, the one (b) and (c) run with
     """(wall, cpu) seconds for (a) fit, and for fit + scoring the training set."""
     det = AEDetector(AEDetector.Config(hidden=HIDDEN, latent=LATENT, activation="leaky_relu", epochs=epochs,
-                                       batch_size=batch_size, learning_rate=LR, patience=0))
+                                       batch_size=batch_size, learning_rate=LR, patience=0, threads=0))
     train = TrainingData(features=[f"f{i}" for i in range(x.shape[1])], x=x, weight=np.ones(len(x)),
                          x_val=x_val, weight_val=np.ones(len(x_val)))
     clock = Clock()
