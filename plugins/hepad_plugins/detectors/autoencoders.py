@@ -182,13 +182,14 @@ class _TorchAutoencoder(Detector):
         val_loss = None
         if train.x_val is not None and len(train.x_val):
             x_val = self._standardised(train.x_val)
-            w_val = tensor(np.asarray(train.weight_val, dtype=np.float64), self.device_, torch.float64)
+            w_np = np.ones(len(train.x_val)) if train.weight_val is None else np.asarray(train.weight_val, dtype=np.float64)
+            w_val = tensor(w_np, self.device_, torch.float64)
+            use_weights = w_np.sum() > 0  # otherwise fall back to the plain mean
 
             def val_loss() -> float:
                 with torch.inference_mode():
                     losses = batched(lambda z: self._eval_terms(z)["loss"], x_val)
-                    total = w_val.sum()
-                    return float((losses * w_val).sum() / total) if float(total) > 0 else float(losses.mean())
+                    return float((losses * w_val).sum() / w_val.sum()) if use_weights else float(losses.mean())
 
         self.history_ = train_minibatches(
             [self.model], optimizer, batch_loss, x.shape[0], val_loss=val_loss, epochs=cfg.epochs,
