@@ -65,8 +65,9 @@ def test_installed_plugin_runs_and_scores_like_an_independent_computation(plugin
 
     bench = load_registry(warn=lambda m: None).dataset("l1-pythia")().load(None, None).capped(3000)
     x = bench.features_of(bench.train).astype(np.float64)
-    cov = np.cov(x, rowvar=False) + 1e-3 * np.eye(x.shape[1])
-    vi, mean = np.linalg.inv(cov), x.mean(0)
+    w = bench.train["weight"].to_numpy()  # generator weights (sigma x efficiency per process)
+    cov = np.cov(x, rowvar=False, aweights=w) + 1e-3 * np.eye(x.shape[1])
+    vi, mean = np.linalg.inv(cov), np.average(x, axis=0, weights=w)
     test = bench.features_of(bench.test).astype(np.float64)[:20]
     expected = [mahalanobis(row, mean, vi) ** 2 for row in test]
     stored = pl.read_parquet(folder / "scores.parquet").filter(pl.col("sample") == "background")["score"][:20]
