@@ -27,7 +27,7 @@ from hepad_bench.data import Benchmark, ScoredSignal, TrainingData, Unavailable,
 from hepad_bench.errors import UserError
 from hepad_bench.params import as_dict, build_config, stable_hash
 from hepad_bench.plugins import Registry
-from hepad_bench.store import SCORE_SCHEMA, is_complete, run_dir, scored_signal, write_run
+from hepad_bench.store import SCORE_SCHEMA, is_complete, metric_to_json, run_dir, scored_signal, write_run
 
 DEFAULT_SEED = 42
 
@@ -182,7 +182,8 @@ class Runner:
             return RunResult(spec, folder, "failed", error=run["error"], run=run)
         run |= {"status": "ok", "error": None} | timing
         write_run(folder, run, scores, metrics)
-        return RunResult(spec, folder, "ok", metrics=metrics, run=run)
+        # the JSON form, as stored, so a fresh run and a resumed one look the same to callers
+        return RunResult(spec, folder, "ok", metrics=metric_to_json(metrics), run=run)
 
     def _training_data(self, bench: Benchmark, kind: str, signal: str | None) -> TrainingData:
         train, val = bench.train, bench.validation

@@ -104,3 +104,12 @@ def test_dataset_is_loaded_once_per_distinct_options(toy_registry, tmp_path):
 def test_max_events_caps_every_split(toy_registry, tmp_path):
     (res,) = Runner(toy_registry, tmp_path).run_all([RunSpec("toy", "toy-norm", max_events=50)])
     assert set(res.run["event_counts"].values()) == {50}
+
+
+def test_fresh_and_resumed_runs_report_metrics_in_the_stored_form(toy_registry, tmp_path, monkeypatch):
+    from hepad_bench.data import Unavailable
+
+    monkeypatch.setattr(toy_plugin.MeanGap, "compute", lambda self, scored: {"gap": Unavailable("too few events")})
+    fresh = Runner(toy_registry, tmp_path).run_one(RunSpec("toy", "toy-norm"))
+    resumed = Runner(toy_registry, tmp_path).run_one(RunSpec("toy", "toy-norm"))
+    assert fresh.metrics == resumed.metrics == {"shifted": {"gap": {"unavailable": "too few events"}}}
