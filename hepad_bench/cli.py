@@ -110,7 +110,7 @@ def run(
     seed: Annotated[Optional[list[int]], typer.Option("--seed", help=f"Run seed (repeatable). Default: {DEFAULT_SEED}.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     output: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Detector hyperparameter name=value.")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Detector hyperparameter name=value, or detector.name=value for one detector of the grid.")] = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Dataset option name=value.")] = None,
     max_events: Annotated[Optional[int], typer.Option(min=1, help="Cap every split at N events (quick runs).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the dataset's files already on disk.")] = None,

@@ -79,8 +79,25 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def expand_grid(datasets: list[str], detectors: list[str], seeds: list[int], **common: Any) -> list[RunSpec]:
-    return [RunSpec(dataset=d, detector=m, seed=s, **common) for d in datasets for m in detectors for s in seeds]
+def params_for(detector: str, params: tuple[tuple[str, str], ...], detectors: list[str]) -> tuple[tuple[str, str], ...]:
+    """The ``-p`` pairs that apply to ``detector``: unscoped ones, and ``<detector>.<name>`` ones."""
+    out = []
+    for key, value in params:
+        scope, dot, name = key.rpartition(".")
+        if not dot:
+            out.append((key, value))
+        elif scope not in detectors:
+            raise UserError(f"parameter '{key}' is scoped to '{scope}', which is not among the detectors of this run")
+        elif scope == detector:
+            out.append((name, value))
+    return tuple(out)
+
+
+def expand_grid(datasets: list[str], detectors: list[str], seeds: list[int],
+                params: tuple[tuple[str, str], ...] = (), **common: Any) -> list[RunSpec]:
+    """Every (dataset, detector, seed); ``params`` may be scoped as ``<detector>.<name>``."""
+    return [RunSpec(dataset=d, detector=m, seed=s, params=params_for(m, params, detectors), **common)
+            for d in datasets for m in detectors for s in seeds]
 
 
 def _seed_everything(seed: int) -> None:

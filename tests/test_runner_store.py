@@ -114,3 +114,11 @@ def test_fresh_and_resumed_runs_report_metrics_in_the_stored_form(toy_registry, 
     resumed = Runner(toy_registry, tmp_path).run_one(RunSpec("toy", "toy-norm"))
     assert fresh.metrics == resumed.metrics
     assert fresh.metrics["shifted"]["gap"] == {"unavailable": "too few events"}
+
+
+def test_scoped_parameters_reach_only_their_detector(toy_registry):
+    specs = expand_grid(["toy"], ["toy-norm", "toy-supervised"], [1],
+                        params=(("toy-norm.power", "1"), ("toy-norm.mode", "max")))
+    assert {s.detector: s.params for s in specs} == {"toy-norm": (("power", "1"), ("mode", "max")), "toy-supervised": ()}
+    with pytest.raises(UserError, match="scoped to 'ae', which is not among the detectors"):
+        expand_grid(["toy"], ["toy-norm"], [1], params=(("ae.epochs", "1"),))
