@@ -1,6 +1,9 @@
-"""Throughput of the l1 generator: kept and generated events/s per process, for 1 and 2 workers.
+"""Throughput of the generators: kept and generated events/s per process, for 1 and 2 workers.
 
-    python benchmarks/generate_throughput.py [--events 600] [--processes W Z ttbar] [--underlying-event]
+    python benchmarks/generate_throughput.py [--events 600] [--processes W Z ttbar qcd signal] [--underlying-event]
+
+Process names of the l1 generator (W, Z, ttbar, QCD, the signal file names)
+and of the dijet generator (qcd, signal) may be mixed.
 
 Each process is generated through ``run_chunked`` (fresh folder, so nothing is
 reused) with two chunks, so 2 workers have work to share. Times include
@@ -18,7 +21,7 @@ from functools import partial
 from pathlib import Path
 
 from hepad_bench.contracts import Progress
-from hepad_plugins.generators import l1
+from hepad_plugins.generators import dijet, l1
 from hepad_plugins.generators.chunked import ProcessJob, run_chunked
 
 
@@ -26,8 +29,9 @@ def measure(process: str, events: int, workers: int, underlying_event: bool) -> 
     """(kept events/s, generated events/s) for one process."""
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        out = run_chunked(Path(tmp), "bench", [ProcessJob(process, events)],
-                          partial(l1.make_chunk, underlying_event=underlying_event), seed=1, workers=workers,
+        make_chunk = (dijet.make_chunk if process in dijet.PROCESS_SETTINGS
+                      else partial(l1.make_chunk, underlying_event=underlying_event))
+        out = run_chunked(Path(tmp), "bench", [ProcessJob(process, events)], make_chunk, seed=1, workers=workers,
                           progress=Progress(), chunk_size=max(1, events // 2))
         seconds = time.perf_counter() - start
     return events / seconds, float(out[process]["_n_tried"]) / seconds
@@ -36,8 +40,8 @@ def measure(process: str, events: int, workers: int, underlying_event: bool) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=600, help="kept events per process and worker count")
-    parser.add_argument("--processes", nargs="+", default=["W", "Z", "ttbar", "Ato4l_lepFilter_13TeV_filtered"])
-    parser.add_argument("--underlying-event", action="store_true", help="multiparton interactions on")
+    parser.add_argument("--processes", nargs="+", default=["W", "Z", "ttbar", "Ato4l_lepFilter_13TeV_filtered", "qcd", "signal"])
+    parser.add_argument("--underlying-event", action="store_true", help="multiparton interactions on (l1 only; the dijet generator always simulates them)")
     args = parser.parse_args()
     print(f"{'process':<46}{'workers':>8}{'kept/s':>10}{'generated/s':>13}{'speed-up':>10}")
     for process in args.processes:
