@@ -63,3 +63,16 @@ def test_failed_run_gives_nonzero_exit_and_keeps_others(toy_cli, capsys, tmp_pat
                             "--output", str(tmp_path)], capsys)
     assert code == 1
     assert len(list(tmp_path.glob("toy/*/*/run.json"))) == 2
+
+
+def test_device_cuda_is_honoured_or_refused_in_one_line(toy_cli, capsys, tmp_path):
+    import torch
+
+    args = ["run", "-d", "toy-norm", "--dataset", "toy", "--device", "cuda", "--quiet", "--output", str(tmp_path)]
+    if torch.cuda.is_available():
+        ok_cli(args, capsys)
+        (run_json,) = tmp_path.glob("toy/toy-norm/*/run.json")
+        assert json.loads(run_json.read_text())["device"] == "cuda"
+    else:
+        code, _, err = run_cli(args, capsys)
+        assert code == 2 and "torch sees no CUDA GPU" in err and len(err.strip().splitlines()) == 1
