@@ -45,6 +45,7 @@ def test_chunk_sizes_and_seeds():
     assert all(1 <= s <= 900_000_000 for s in seeds)
     assert chunk_seed(7, "a", 3) == chunk_seed(7, "a", 3)
     assert chunk_seed(7, "a", 3) != chunk_seed(8, "a", 3)
+    assert chunk_seed(7, "a", 3, "pilot") != chunk_seed(7, "a", 3) == chunk_seed(7, "a", 3, "")
 
 
 def test_same_output_for_any_worker_count(tmp_path):

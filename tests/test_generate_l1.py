@@ -190,6 +190,8 @@ def test_cli_writes_public_layout(tmp_path, monkeypatch):
     main(["generate", "l1", "--events", "40", "--signal-events", "3", "--seed", "5", "--out", str(tmp_path)])
     with h5py.File(tmp_path / l1.BACKGROUND_FILE) as f:
         assert f["Particles"].shape == (40, 19, 4)
+        # the pilot's kept events join the sample: none may be replayed by the main run
+        assert len(np.unique(f["Particles"][:].reshape(40, -1), axis=0)) == 40
         assert [bytes(x) for x in f["Particles_Names"][:]] == [b"Pt", b"Eta", b"Phi", b"Class"]
         assert [bytes(x) for x in f["Particles_Classes"][:]] == [
             b"MET_class_1", b"Four_Ele_class_2", b"Four_Mu_class_3", b"Ten_Jet_class_4"]

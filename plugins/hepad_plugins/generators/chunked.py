@@ -55,9 +55,18 @@ class ProcessJob:
     n_events: int
 
 
-def chunk_seed(seed: int, process: str, index: int) -> int:
-    """The seed of chunk ``index`` of ``process``: a pure function of the three (1..MAX_SEED)."""
-    state = np.random.SeedSequence([int(seed), zlib.crc32(process.encode()), int(index)]).generate_state(2, np.uint64)
+def chunk_seed(seed: int, process: str, index: int, stream: str = "") -> int:
+    """The seed of chunk ``index`` of ``process`` (1..MAX_SEED), a pure function of its arguments.
+
+    ``stream`` separates samples of the same process that must be statistically
+    independent (a pilot run and the main run): with equal seed, process and
+    index they would otherwise replay the same events. The empty stream keeps
+    the seeds of samples generated before it existed.
+    """
+    entropy = [int(seed), zlib.crc32(process.encode()), int(index)]
+    if stream:
+        entropy.append(zlib.crc32(stream.encode()))
+    state = np.random.SeedSequence(entropy).generate_state(2, np.uint64)
     return int(state[0] % MAX_SEED) + 1
 
 
@@ -159,13 +168,15 @@ def run_chunked(
     chunk_size: int = 1000,
     *,
     settings_key: str = "",
+    stream: str = "",
 ) -> dict[str, dict[str, np.ndarray]]:
     """Generate every process's events in resumable chunks; return them concatenated.
 
     Returns, per process name, the concatenated arrays plus the merged ``"_"``
     metadata (as 0-d float arrays). ``settings_key`` (optional) is stored in
     every chunk: a chunk written with another key, seed or size is regenerated,
-    so stale chunks of a changed configuration are never reused.
+    so stale chunks of a changed configuration are never reused. ``stream``
+    (optional) gives this job random streams of its own (see :func:`chunk_seed`).
     """
     if workers < 1:
         raise ValueError("workers must be >= 1")
@@ -180,7 +191,7 @@ def run_chunked(
     plan: list[tuple[str, int, int, int, Path]] = []  # process, index, n, seed, path
     for proc in processes:
         for index, n in enumerate(chunk_sizes(proc.n_events, chunk_size)):
-            plan.append((proc.name, index, n, chunk_seed(seed, proc.name, index), _chunk_path(root, proc.name, index)))
+            plan.append((proc.name, index, n, chunk_seed(seed, proc.name, index, stream), _chunk_path(root, proc.name, index)))
     missing = [c for c in plan if _read_chunk(c[4], c[3], c[2], settings_key) is None]
     total = sum(c[2] for c in plan)
     done_before = total - sum(c[2] for c in missing)

@@ -250,7 +250,8 @@ def generate(out: Path, events: int, seed: int, signal_events: int, workers: int
     n_pilot = pilot_tries(events)
     pilot_jobs = [ProcessJob(p, n_pilot * (QCD_PILOT_FACTOR if p == "QCD" else 1)) for p in backgrounds]
     pilot = run_chunked(out, "l1-pilot", pilot_jobs, worker_pilot, seed, workers, progress,
-                        chunk_size=max(100, n_pilot // 2), settings_key=key)
+                        chunk_size=max(100, n_pilot // 2), settings_key=key,
+                        stream="pilot")  # its kept events join the sample: they must not replay the main run's
     pilot_kept = {p: pilot[p]["Particles"][pilot[p]["passed"]] for p in backgrounds}
     pilot_sigma = {p: filtered_sigma_pb(pilot[p])[0] for p in backgrounds}
     targets = mixture_counts(pilot_sigma, events)
