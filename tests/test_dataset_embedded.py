@@ -93,7 +93,7 @@ def test_l1_goes_through_the_adc2021_path(shipped, generated, monkeypatch):
     w = np.concatenate([t["weight"].to_numpy() for t in (mine.train, mine.validation, mine.test)])
     assert sorted(set(np.round(w, 6))) == [0.666667, 2.0] and w.mean() == pytest.approx(1.0)
     assert (mine.signals["Ato4l"]["weight"] == 1.0).all()
-    assert mine.version == "1" and mine.meta["provenance"]["sources"]["background"]["generation_seed"] == 1234
+    assert mine.version == L1Pythia.version and mine.meta["provenance"]["sources"]["background"]["generation_seed"] == 1234
 
 
 def test_dijet_goes_through_the_lhco2020_path(shipped, generated):

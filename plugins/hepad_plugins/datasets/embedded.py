@@ -93,7 +93,7 @@ class L1Pythia(Dataset):
     """Pythia 8 L1-trigger-like events in the ADC2021 schema (shipped, small; NOT the challenge data)."""
 
     name = "l1-pythia"
-    version = "1"
+    version = "2"  # 2: background without the pilot events replayed by the generator (v1 had ~1500 duplicates)
     task = "unsupervised"
     card = read_card("l1-pythia")
     Options = adc2021.UnsupervisedOptions
