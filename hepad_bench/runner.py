@@ -8,6 +8,7 @@ dataset tables, so an executor may run specs in any order or place.
 
 from __future__ import annotations
 
+import json
 import platform
 import random
 import sys
@@ -168,8 +169,6 @@ class Runner:
     def run_one(self, spec: RunSpec) -> RunResult:
         folder = self.folder(spec)
         if not self.force and is_complete(folder):
-            import json
-
             run = json.loads((folder / "run.json").read_text())
             metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
             return RunResult(spec, folder, "skipped", metrics=metrics, run=run)
@@ -210,7 +209,8 @@ class Runner:
             sig = bench.signal_train[signal]
             n_val = max(1, sig.height // 5)
             sig_tr, sig_val = sig.slice(n_val), sig.head(n_val)
-            cols = list(dict.fromkeys([*bench.features, "weight", *( [bench.resonant] if bench.resonant else [])]))
+            resonant = [bench.resonant] if bench.resonant else []
+            cols = list(dict.fromkeys([*bench.features, "weight", *resonant]))
             y = np.r_[np.zeros(train.height), np.ones(sig_tr.height)].astype(np.float32)
             y_val = np.r_[np.zeros(val.height), np.ones(sig_val.height)].astype(np.float32)
             train = pl.concat([train.select(cols), sig_tr.select(cols)], how="vertical_relaxed")
