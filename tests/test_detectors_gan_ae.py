@@ -136,7 +136,7 @@ def test_score_is_rms_reconstruction_error(blob_toy):
     train, bg, _ = blob_toy
     det = GANAE(GANAEConfig(**(SMALL | dict(cycles=1, pretrain_epochs=1))))
     det.fit(train, FitContext(seed=1))
-    scaled = det.scaler.transform(bg[:100])
+    scaled = det.inputs.scaler.transform(bg[:100])
     with torch.inference_mode():
         reco = det.ae(torch.as_tensor(scaled, dtype=torch.float32)).double().numpy()
     expected = np.sqrt(((reco - scaled) ** 2).mean(axis=1))

@@ -60,6 +60,17 @@ def tensor(x: np.ndarray | None, device: torch.device, dtype: torch.dtype = torc
     return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype).to(device)
 
 
+class ScaledInputs:
+    """A scikit-learn scaler fitted on the training features; maps arrays to float32 tensors on the fit device."""
+
+    def __init__(self, scaler, x: np.ndarray, device: torch.device):
+        self.scaler = scaler.fit(x)
+        self.device = device
+
+    def __call__(self, x: np.ndarray) -> torch.Tensor:
+        return tensor(self.scaler.transform(x).astype(np.float32), self.device)
+
+
 def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU, dropout: float = 0.0,
         bias: bool = True, final_activation: nn.Module | None = None) -> nn.Sequential:
     """Dense layers ``sizes[0] -> ... -> sizes[-1]`` with ``activation`` between them."""

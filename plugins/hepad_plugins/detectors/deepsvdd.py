@@ -11,7 +11,7 @@ from torch import nn
 
 from hepad_bench import Detector, FitContext, TrainingData, hookimpl
 from hepad_plugins.detectors._torch import (
-    batched, device_of, mlp, seed_torch, tensor, to_numpy, train_minibatches, weighted_mean,
+    ScaledInputs, batched, device_of, mlp, seed_torch, tensor, to_numpy, train_minibatches, weighted_mean,
 )
 
 
@@ -90,9 +90,8 @@ class DeepSVDD(Detector):
         cfg = self.config
         gen = seed_torch(ctx.seed)
         self.device = device_of(ctx)
-        self.scaler = StandardScaler().fit(train.x)
-        x = tensor(self._scaled(train.x), self.device)
-        x_val = tensor(self._scaled(train.x_val), self.device)
+        self.inputs = ScaledInputs(StandardScaler(), train.x, self.device)
+        x, x_val = self.inputs(train.x), self.inputs(train.x_val)
         w = tensor(train.weight, self.device)
         w_val = tensor(train.weight_val, self.device)
         self.net = bias_free_network(train.n_features, tuple(cfg.hidden), cfg.rep_dim).to(self.device)
@@ -144,9 +143,6 @@ class DeepSVDD(Detector):
             ctx=ctx, description="deepsvdd pre-training",
         )
 
-    def _scaled(self, x: np.ndarray) -> np.ndarray:
-        return self.scaler.transform(x).astype(np.float32)
-
     def _distance(self, xb: torch.Tensor) -> torch.Tensor:
         return (self.net(xb) - self.centre).pow(2).sum(dim=1)
 
@@ -154,12 +150,12 @@ class DeepSVDD(Detector):
         """The network's representation phi(x) (float64), for inspection."""
         self.net.eval()
         with torch.inference_mode():
-            return to_numpy(batched(self.net, tensor(self._scaled(x), self.device)))
+            return to_numpy(batched(self.net, self.inputs(x)))
 
     def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
         self.net.eval()
         with torch.inference_mode():
-            return to_numpy(batched(self._distance, tensor(self._scaled(x), self.device)))
+            return to_numpy(batched(self._distance, self.inputs(x)))
 
 
 @hookimpl

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from hepad_bench import Detector, FitContext, Progress, TrainingData, hookimpl
 from hepad_plugins.detectors._disco import distance_correlation_sq
 from hepad_plugins.detectors._torch import (
-    batched, device_of, mlp, seed_torch, tensor, to_numpy, train_minibatches, weighted_mean,
+    ScaledInputs, batched, device_of, mlp, seed_torch, tensor, to_numpy, train_minibatches, weighted_mean,
 )
 
 
@@ -145,9 +145,8 @@ class GANAE(Detector):
         gen = seed_torch(ctx.seed)
         self.device = dev = device_of(ctx)
         self.notes: list[str] = []
-        self.scaler = MinMaxScaler().fit(train.x)
-        x = tensor(self._scaled(train.x), dev)
-        x_val = tensor(self._scaled(train.x_val), dev)
+        self.inputs = ScaledInputs(MinMaxScaler(), train.x, dev)
+        x, x_val = self.inputs(train.x), self.inputs(train.x_val)
 
         use_mjj = train.mjj is not None and train.mjj_val is not None
         if use_mjj:
@@ -222,13 +221,10 @@ class GANAE(Detector):
         self.ae.eval()
         self.disc.eval()
 
-    def _scaled(self, x: np.ndarray) -> np.ndarray:
-        return self.scaler.transform(x).astype(np.float32)
-
     def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
         self.ae.eval()
         with torch.inference_mode():
-            xt = tensor(self._scaled(x), self.device)
+            xt = self.inputs(x)
             return to_numpy(batched(lambda b: rms_error(self.ae(b), b), xt))
 
 

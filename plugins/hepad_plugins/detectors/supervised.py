@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from hepad_bench import Detector, FitContext, TrainingData, UserError, hookimpl
 from hepad_plugins.detectors._torch import (
-    batched, device_of, mlp, seed_torch, tensor, to_numpy, train_minibatches, weighted_mean,
+    ScaledInputs, batched, device_of, mlp, seed_torch, tensor, to_numpy, train_minibatches, weighted_mean,
 )
 
 
@@ -90,9 +90,8 @@ class SupervisedDNN(Detector):
         cfg = self.config
         gen = seed_torch(ctx.seed)
         self.device = device_of(ctx)
-        self.scaler = StandardScaler().fit(train.x)
-        x = tensor(self._scaled(train.x), self.device)
-        x_val = tensor(self._scaled(train.x_val), self.device)
+        self.inputs = ScaledInputs(StandardScaler(), train.x, self.device)
+        x, x_val = self.inputs(train.x), self.inputs(train.x_val)
         y = tensor(train.y, self.device)
         y_val = tensor(train.y_val, self.device)
         balance = balanced_weights if cfg.balance_classes else (lambda w, _y: w)
@@ -119,13 +118,10 @@ class SupervisedDNN(Detector):
             ctx=ctx, description=f"{self.name} {train.signal or ''}".strip(),
         )
 
-    def _scaled(self, x: np.ndarray) -> np.ndarray:
-        return self.scaler.transform(x).astype(np.float32)
-
     def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
         self.net.eval()
         with torch.inference_mode():
-            return to_numpy(batched(lambda xb: self.net(xb).squeeze(-1), tensor(self._scaled(x), self.device)))
+            return to_numpy(batched(lambda xb: self.net(xb).squeeze(-1), self.inputs(x)))
 
 
 @hookimpl
