@@ -132,6 +132,10 @@ class _TorchAutoencoder(Detector):
         """Per-event training loss of standardised events ``z`` (may sample)."""
         raise NotImplementedError
 
+    def _train_batch_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean training loss of a batch of equally weighted events (subclasses may fuse the reductions)."""
+        return self._train_loss(z).mean()
+
     def _eval_terms(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-event deterministic terms (float64) of standardised events ``z``; key ``loss`` is the validation loss."""
         raise NotImplementedError
@@ -148,9 +152,7 @@ class _TorchAutoencoder(Detector):
         if not self.config.standardize:
             self.mean_, self.scale_ = np.zeros(d), np.ones(d)
             return
-        x64 = np.asarray(x, dtype=np.float64)
-        self.mean_ = x64.mean(axis=0)
-        std = x64.std(axis=0)
+        self.mean_, std = _column_mean_std(x)
         # a constant feature carries no information: centre it, do not blow it up
         self.scale_ = np.where(std > 1e-12, std, 1.0)
 
@@ -179,8 +181,9 @@ class _TorchAutoencoder(Detector):
         optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
         def batch_loss(idx: torch.Tensor) -> torch.Tensor:
-            losses = self._train_loss(x[idx])
-            return losses.mean() if weight is None else (losses * weight[idx]).mean()
+            if weight is None:
+                return self._train_batch_mean(x[idx])
+            return (self._train_loss(x[idx]) * weight[idx]).mean()
 
         val_loss = None
         if train.x_val is not None and len(train.x_val):
@@ -225,6 +228,15 @@ class _TorchAutoencoder(Detector):
         return to_numpy(self._standardised(np.asarray(x, dtype=np.float32)))
 
 
+def _column_mean_std(x: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation accumulated in float64 without a float64 copy of ``x``."""
+    mean = x.sum(axis=0, dtype=np.float64) / len(x)
+    squares = np.zeros(x.shape[1])
+    for start in range(0, len(x), chunk):
+        squares += np.square(x[start:start + chunk] - mean).sum(axis=0)
+    return mean, np.sqrt(squares / len(x))
+
+
 def _per_event_mse(z: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
     return (z - z_hat).pow(2).mean(dim=1)
 
@@ -260,6 +272,10 @@ class AEDetector(_TorchAutoencoder):
 
     def _train_loss(self, z: torch.Tensor) -> torch.Tensor:
         return _per_event_mse(z, self.model(z))
+
+    def _train_batch_mean(self, z: torch.Tensor) -> torch.Tensor:
+        # every event has the same number of features: the mean of per-event means is the plain mean
+        return (z - self.model(z)).pow(2).mean()
 
     def _eval_terms(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"loss": _per_event_mse(z.double(), self.model(z).double())}
