@@ -60,7 +60,23 @@ class IForestConfig:
             raise ValueError("max_features must lie in (0, 1]")
 
 
-class IForestDetector(Detector):
+class _PyODAdapter(Detector):
+    """Fit a PyOD model on the training matrix; score with its decision_function (higher = more anomalous)."""
+
+    kind = "unsupervised"
+
+    def _build(self, ctx: FitContext):
+        raise NotImplementedError
+
+    def fit(self, train: TrainingData, ctx: FitContext) -> None:
+        self.model = self._build(ctx)
+        self.model.fit(_training_matrix(self.name, train, ctx))
+
+    def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
+        return np.asarray(self.model.decision_function(np.asarray(x, dtype=np.float64)), dtype=np.float64)
+
+
+class IForestDetector(_PyODAdapter):
     """Isolation Forest via PyOD; score = how quickly random trees isolate the event (Liu, Ting, Zhou 2008).
 
     Anomalies sit in sparse regions and are split off by few random cuts;
@@ -73,20 +89,14 @@ class IForestDetector(Detector):
 
     name = "iforest"
     version = "1"
-    kind = "unsupervised"
     Config = IForestConfig
 
-    def fit(self, train: TrainingData, ctx: FitContext) -> None:
+    def _build(self, ctx: FitContext) -> IForest:
         cfg = self.config
-        x = _training_matrix(self.name, train, ctx)
-        self.model = IForest(
+        return IForest(
             n_estimators=cfg.n_estimators, max_samples=cfg.max_samples, max_features=cfg.max_features,
             bootstrap=cfg.bootstrap, n_jobs=cfg.n_jobs, random_state=ctx.seed % 2**32,
         )
-        self.model.fit(x)
-
-    def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
-        return np.asarray(self.model.decision_function(np.asarray(x, dtype=np.float64)), dtype=np.float64)
 
 
 @dataclass
@@ -111,7 +121,7 @@ class HBOSConfig:
             raise ValueError("alpha and tol must lie in (0, 1)")
 
 
-class HBOSDetector(Detector):
+class HBOSDetector(_PyODAdapter):
     """Histogram-based outlier score via PyOD: sum of per-feature -log2 histogram densities (Goldstein & Dengel 2012).
 
     Each feature gets a density histogram of the training events (10 equal
@@ -126,17 +136,11 @@ class HBOSDetector(Detector):
 
     name = "hbos"
     version = "1"
-    kind = "unsupervised"
     Config = HBOSConfig
 
-    def fit(self, train: TrainingData, ctx: FitContext) -> None:
+    def _build(self, ctx: FitContext) -> HBOS:
         cfg = self.config
-        x = _training_matrix(self.name, train, ctx)
-        self.model = HBOS(n_bins=cfg.n_bins, alpha=cfg.alpha, tol=cfg.tol)
-        self.model.fit(x)
-
-    def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
-        return np.asarray(self.model.decision_function(np.asarray(x, dtype=np.float64)), dtype=np.float64)
+        return HBOS(n_bins=cfg.n_bins, alpha=cfg.alpha, tol=cfg.tol)
 
 
 @hookimpl
