@@ -17,7 +17,7 @@ from hepad_bench import __version__
 from hepad_bench.console import RichProgress, err_console
 from hepad_bench.errors import UserError
 from hepad_bench.plugins import Registry, load_registry
-from hepad_bench.runner import DEFAULT_SEED, Runner, expand_grid, resolve_device
+from hepad_bench.runner import DEFAULT_SEED, RunResult, Runner, expand_grid, resolve_device
 from hepad_bench.summary import summary_table
 
 DEFAULT_DATASET = "l1-pythia"
@@ -127,7 +127,7 @@ def run(
         raise typer.Exit(1)
 
 
-def _grid_end_line(results: list, seconds: float, output: Path) -> None:
+def _grid_end_line(results: list[RunResult], seconds: float, output: Path) -> None:
     """One line closing a grid: runs by status, wall time, where the results are."""
     n = {status: sum(r.status == status for r in results) for status in ("ok", "skipped", "failed")}
     runs = "run" if len(results) == 1 else "runs"
