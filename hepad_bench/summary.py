@@ -5,7 +5,7 @@ needs to be more than an indication (the rule is :func:`small_sample_reason`):
 
 * ``auc``: fewer than 100 test events in either class. The standard error of
   an AUC near 0.5 is sqrt((n_s + n_b + 1) / (12 n_s n_b)) (Hanley & McNeil
-  1982), 0.04 for 100 events per class and 0.18 for 5.
+  1982), 0.04 for 100 events per class and 0.19 for 5.
 * ``eff@...`` and ``sic_max``: fewer than 10 signal events pass the cut
   (N_signal x eps_S, unweighted test events), a relative statistical error
   above 1/sqrt(10) = 32%. The background side of these metrics is already
