@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,10 +18,9 @@ from hepad_bench.console import RichProgress, err_console
 from hepad_bench.errors import UserError
 from hepad_bench.plugins import Registry, load_registry
 from hepad_bench.runner import DEFAULT_SEED, RunResult, Runner, expand_grid, resolve_device
+from hepad_bench.summary import summary_table
 
 DEFAULT_DATASET = "l1-pythia"
-#: The per-signal figures printed after a run (keys of the first-party metrics).
-SUMMARY_KEYS = ("auc", "eff@1e-2", "eff@1e-3", "eff@1e-4", "eff@1e-5", "sic_max")
 
 app = typer.Typer(
     help="Benchmark anomaly detectors on particle-physics datasets.",
@@ -81,28 +81,6 @@ def list_plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-r
     out.print(table)
 
 
-def _fmt(value: object) -> str:
-    if isinstance(value, dict):
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.3e}"
-    return "-" if value is None else str(value)
-
-
-def _summary(results: list[RunResult]) -> None:
-    table = Table(title="run summary (per signal; n/a = too few background events for that working point)")
-    for col in ("dataset", "detector", "seed", "status", "signal", *SUMMARY_KEYS):
-        table.add_column(col, justify="right" if col in SUMMARY_KEYS else "left")
-    for res in results:
-        head = [res.spec.dataset, res.spec.detector, str(res.spec.seed), res.status]
-        if res.status == "failed":
-            table.add_row(*head, f"[red]{res.error}[/red]", *[""] * len(SUMMARY_KEYS))
-            continue
-        for signal, values in sorted(res.metrics.items()):
-            table.add_row(*head, signal, *[_fmt(values.get(k)) for k in SUMMARY_KEYS])
-    out.print(table)
-
-
 @app.command()
 def run(
     detector: Annotated[list[str], typer.Option("--detector", "-d", help="Detector name (repeatable: a grid).")],
@@ -126,21 +104,38 @@ def run(
         dataset_options=_split_pairs(option or [], "dataset option"), params=_split_pairs(param or [], "parameter"),
         device=resolve_device(device), max_events=max_events,
     )
+    started = time.perf_counter()
     with RichProgress(enabled=not quiet) as progress:
         runner = Runner(reg, output, data_dir=data_dir, progress=progress, force=force)
         runner.validate(specs)
         results = []
-        for spec in specs:
-            progress.log(f"{spec.dataset} x {spec.detector} (seed {spec.seed}, {spec.device})")
+        for i, spec in enumerate(specs, 1):
+            progress.line(f"run {i}/{len(specs)}: {spec.dataset} x {spec.detector}, seed {spec.seed} ({spec.device})")
+            t0 = time.perf_counter()
             res = runner.run_one(spec)
             results.append(res)
             note = res.error if res.status == "failed" else str(res.folder)
-            progress.log(f"  {res.status}: {note}")
-    _summary(results)
-    failed = [r for r in results if r.status == "failed"]
-    if failed:
-        err_console.print(f"[red]{len(failed)} of {len(results)} runs failed[/red] (see run.json in each folder)")
+            progress.line(f"  {res.status} in {time.perf_counter() - t0:.1f} s: {note}",
+                          style="red" if res.status == "failed" else None)
+    table, footer = summary_table(results)
+    out.print(table)
+    for line in footer:
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+    progress.report_repeats()
+    _grid_end_line(results, time.perf_counter() - started, output)
+    if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
+
+
+def _grid_end_line(results: list[RunResult], seconds: float, output: Path) -> None:
+    """One line closing a grid: runs by status, wall time, where the results are."""
+    n = {status: sum(r.status == status for r in results) for status in ("ok", "skipped", "failed")}
+    runs = "run" if len(results) == 1 else "runs"
+    text = (f"{len(results)} {runs}: {n['ok']} ok, {n['skipped']} skipped, {n['failed']} failed in {seconds:.1f} s; "
+            f"results in {output}")
+    if n["failed"]:
+        text += " (the error of each failed run is in its run.json)"
+    err_console.print(f"[red]{escape(text)}[/red]" if n["failed"] else escape(text), highlight=False, soft_wrap=True)
 
 
 @app.command()

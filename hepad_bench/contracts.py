@@ -40,6 +40,10 @@ class Progress:
     def log(self, message: str) -> None:
         """A line of information for the user (kept out of stdout's tables)."""
 
+    def warn(self, message: str) -> None:
+        """A warning for the user; the CLI shows each distinct one once per grid."""
+        self.log(f"warning: {message}")
+
 
 @dataclass
 class FitContext:

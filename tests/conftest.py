@@ -5,6 +5,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from system_tools import system_tool  # noqa: E402  (needs the path above)
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -21,3 +24,9 @@ def toy_registry():
     from hepad_bench.plugins import load_registry
 
     return load_registry(extra_plugins=[("toy-dist", toy_plugin)], warn=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """A headless browser (skipped without one, failed without one in CI: see system_tools.py)."""
+    return system_tool(BROWSERS, "headless browser", "apt-get install -y chromium")

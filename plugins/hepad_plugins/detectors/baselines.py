@@ -26,7 +26,7 @@ def _training_matrix(name: str, train: TrainingData, ctx: FitContext) -> np.ndar
         raise DataError(f"{name} needs at least two training events in an (events, features) matrix, got shape {train.x.shape}")
     w = np.asarray(train.weight)
     if w.size and not np.all(w == w[0]):
-        ctx.progress.log(f"{name}: PyOD cannot weight events; the training weights are ignored")
+        ctx.progress.warn(f"{name}: PyOD cannot weight events; the training weights are ignored")
     return np.asarray(train.x, dtype=np.float64)
 
 
