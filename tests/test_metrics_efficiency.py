@@ -233,11 +233,19 @@ def test_rate_working_points_follow_the_dataset_background_rate():
     assert isinstance(without["eff@1Hz"], Unavailable) and "background rate" in without["eff@1Hz"].reason
 
 
-def test_sic_interval_brackets_the_value_and_narrows_with_statistics():
+def test_sic_interval_from_scipys_binomial_intervals():
+    from scipy.stats import binomtest
+
     rng = np.random.default_rng(15)
-    small = MaxSIC().compute(scored(rng.normal(size=2000), rng.normal(2, size=200)))
-    large = MaxSIC().compute(scored(rng.normal(size=200000), rng.normal(2, size=20000)))
-    for v in (small, large):
-        assert v["sic_max_lo"] < v["sic_max"] < v["sic_max_hi"]
-    width = lambda v: (v["sic_max_hi"] - v["sic_max_lo"]) / v["sic_max"]
-    assert width(large) < width(small) / 3
+    bkg, sig = rng.normal(size=2000), rng.normal(2, size=200)
+    v = MaxSIC().compute(scored(bkg, sig))
+    assert v["sic_max_lo"] < v["sic_max"] < v["sic_max_hi"]
+    k_b = int(round(v["sic_max_eps_b"] * 2000))
+    k_s = int(round(v["sic_max"] * np.sqrt(v["sic_max_eps_b"]) * 200))
+    s = binomtest(k_s, 200).proportion_ci(0.6827, "exact")
+    b = binomtest(k_b, 2000).proportion_ci(0.6827, "exact")
+    eps_s, eps_b = k_s / 200, k_b / 2000
+    # lower edge: fewer signal and more background; upper edge: the other way round (relative widths in quadrature)
+    lo = eps_s / np.sqrt(eps_b) * (1 - np.hypot(1 - s.low / eps_s, 1 - np.sqrt(eps_b / b.high)))
+    hi = eps_s / np.sqrt(eps_b) * (1 + np.hypot(s.high / eps_s - 1, np.sqrt(eps_b / b.low) - 1))
+    assert (v["sic_max_lo"], v["sic_max_hi"]) == pytest.approx((lo, hi), rel=1e-6)
