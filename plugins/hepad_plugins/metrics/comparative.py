@@ -152,16 +152,28 @@ class MuLimit(ComparativeMetric):
     10^-0.5, 10^-1, ... down to 10 background events in the top bin; signal x mu
     + background, statistical uncertainties only (Poisson; set
     ``mc_stat_uncertainty`` for the background templates' MC statistics);
-    asymptotic CLs on the background-only Asimov data. Normalised to the
-    dataset's n_background_expected / n_signal_expected, else to the test
-    background count with signal = 1% of it (mu_norm_from_card = 0).
-    Keys: mu_up (mean over seeds), mu_up_over_dnn (ratio of seed means; 1 =
-    as good as supervised, larger is worse), mu_n_background, mu_n_signal,
-    mu_norm_from_card.
+    asymptotic CLs on the background-only Asimov data.
+
+    Normalisation: the test background is scaled to the dataset's
+    ``meta["n_background_expected"]`` and each signal to
+    ``meta["n_signal_expected"][signal]`` (sigma x efficiency x L_int, see
+    hepad_plugins.datasets._yields), so mu = 1 is the signal at its nominal
+    cross section and mu_up limits sigma / sigma_nominal (mu_norm_from_card =
+    1). A dataset without them falls back to the test background count with
+    signal = 1 % of it (mu_norm_from_card = 0; mu_up is then not physical,
+    only the ratio to the DNN is meaningful); the leaderboard's heading says which.
+
+    What is averaged: the leaderboard calls ``compare`` once per seed with one
+    run per detector, so every value is one seed's; mu_up_over_dnn is that
+    seed's limit over the same seed's DNN limit, and the leaderboard
+    aggregates these per-seed ratios over seeds (median and 68 % band). Given
+    several runs per detector, mu_up is their mean and the ratio that of the
+    means. Keys: mu_up, mu_up_over_dnn (1 = as good as supervised, larger is
+    worse), mu_n_background, mu_n_signal, mu_norm_from_card.
     """
 
     name = "mu_limit"
-    version = "1"
+    version = "2"  # 2: physical yields from the dataset meta where it has them
     mc_stat_uncertainty = False
 
     def limit(self, scored: ScoredSignal) -> tuple[MetricValue, LimitInput | None]:
