@@ -179,3 +179,7 @@ def test_mu_limit_with_the_physical_yields_of_l1_pythia_hand_worked():
     assert values["mu_norm_from_card"] == 1.0
     assert values["mu_up"] == pytest.approx(asymptotic_limit([s], [b]), rel=1e-3)
     assert values["mu_up"] == pytest.approx(1.96 * np.sqrt(b) / s, rel=1e-2)  # b >> s: Gaussian, ~0.4 x nominal
+    # template statistics: 100 signal and 10 background test events in the bin -> sqrt(4/100 + 1/10) / 2
+    rel = np.sqrt(4 / 100 + 1 / 10) / 2
+    assert (values["mu_up_lo"], values["mu_up_hi"]) == pytest.approx(
+        (values["mu_up"] * np.exp(-rel), values["mu_up"] * np.exp(rel)), rel=1e-9)
