@@ -186,19 +186,19 @@ def section_slug(dataset: dict[str, Any], defaults: Defaults | None = None) -> s
 
     The dataset's name for its default options without an event cap; otherwise
     the name, ``--`` and the non-default options (``l1-pythia--max_events-5``),
-    or a hash of them where they are long or the defaults are unknown.
+    or a hash of them where that would be long.
     """
     name = dataset.get("name", "?")
     options, cap = dataset.get("options", {}) or {}, dataset.get("max_events")
     reference = defaults("dataset", name) if defaults is not None else None
-    changed = _differences(options, reference, ignore=frozenset()) if reference is not None else None
-    if changed == [] and cap is None:
+    # unknown defaults (plugin not installed): the options count as default; collect_sections resolves clashes
+    changed = _differences(options, reference, ignore=frozenset()) if reference is not None else []
+    if not changed and cap is None:
         return _slug(name)
-    parts = (changed or []) + ([f"max_events={cap}"] if cap is not None else [])
+    parts = changed + ([f"max_events={cap}"] if cap is not None else [])
     suffix = "_".join(p.replace("=", "-") for p in parts)
-    if changed is None or len(suffix) > 40:
-        suffix = ("max_events-" + str(cap) + "_" if cap is not None and changed == [] else "") + \
-            stable_hash({"options": options, "max_events": cap}, 8)
+    if len(suffix) > 40:
+        suffix = stable_hash({"options": options, "max_events": cap}, 8)
     return _slug(f"{name}--{suffix}")
 
 
@@ -242,10 +242,17 @@ def collect_sections(results: Path, defaults: Defaults | None = None) -> list[Se
     by_slug: dict[str, list[Section]] = defaultdict(list)
     for section in sections:
         by_slug[section.slug].append(section)
-    for same in by_slug.values():  # older dataset versions step aside; the newest keeps the name
-        same.sort(key=lambda s: _version_key(s.version))
+    for same in by_slug.values():
+        # the newest dataset version keeps the name; older ones get --v<version>. Same version with other options
+        # only happens when the dataset plugin is not installed (defaults unknown): the variant with most runs
+        # keeps the name, the others get a hash of their options.
+        same.sort(key=lambda s: (_version_key(s.version), sum(len(r.ok) + len(r.failed) for r in s.rows),
+                                 stable_hash({"o": s.options, "m": s.max_events})))
+        keeper = same[-1]
         for section in same[:-1]:
-            section.slug = _slug(f"{section.slug}--v{section.version}")
+            suffix = f"v{section.version}" if section.version != keeper.version else \
+                stable_hash({"options": section.options, "max_events": section.max_events}, 8)
+            section.slug = _slug(f"{section.slug}--{suffix}")
     return sorted(sections, key=lambda s: s.slug)
 
 
