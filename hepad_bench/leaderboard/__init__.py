@@ -117,9 +117,11 @@ def _figures(section: Section, folder: Path, cache: ScoreCache, written: list[Pa
     return figures, notes
 
 
-def _section_markdown(section: Section, tables: list[Table], figures: list[tuple[str, str]], notes: list[str]) -> str:
+def _section_markdown(section: Section, tables: list[Table], figures: list[tuple[str, str]], notes: list[str],
+                      rates: bool = False) -> str:
     lines = [f"# Leaderboard: {section.name} (version {section.version}, {section.task})", "",
-             "[main table (CSV)](leaderboard.csv) · [mu limits (CSV)](mu_limit.csv) · "
+             "[main table (CSV)](leaderboard.csv) · " + ("[rates (CSV)](rates.csv) · " if rates else "")
+             + "[mu limits (CSV)](mu_limit.csv) · "
              f"[every number (Parquet)](numbers.parquet) · [HTML page](../index.html#{section.slug})", ""]
     for table in tables:
         lines.append(to_markdown(table, level=2))
@@ -187,13 +189,14 @@ def build_leaderboards(results: Path, output: Path, registry, plots: bool = True
         numbers.append(frame)
         _write_parquet(frame, folder / "numbers.parquet", written)
         tables = [main] + ([rates] if rates is not None else []) + [mu]
-        _write(folder / "README.md", _section_markdown(section, tables, figures, fig_notes), written)
+        _write(folder / "README.md", _section_markdown(section, tables, figures, fig_notes, rates is not None), written)
 
         readme += [f"## [{section.name}]({section.slug}/README.md)", "", to_markdown(main, level=3)]
         pages.append(SectionPage(
             slug=section.slug, title=f"{section.name} (version {section.version}, {section.task})",
             tables=tables, figures=[(c, f"{section.slug}/{p}") for c, p in figures],
             files=[("main table (CSV)", f"{section.slug}/leaderboard.csv"), ("mu limits (CSV)", f"{section.slug}/mu_limit.csv"),
+                   *([("rates (CSV)", f"{section.slug}/rates.csv")] if rates is not None else []),
                    ("every number (Parquet)", f"{section.slug}/numbers.parquet"), ("Markdown", f"{section.slug}/README.md")],
             notes=fig_notes,
         ))
