@@ -79,13 +79,15 @@ def _write_parquet(frame: pl.DataFrame, path: Path, written: list[Path]) -> None
     written.append(path)
 
 
-def _figures(section: Section, folder: Path, cache: ScoreCache, written: list[Path]) -> tuple[list[tuple[str, str]], list[str]]:
+def _figures(section: Section, folder: Path, cache: ScoreCache, written: list[Path],
+             say: Callable[[str], None] = lambda _line: None) -> tuple[list[tuple[str, str]], list[str]]:
     """Draw every figure of a section; (caption, path relative to the section folder) and notes."""
     from hepad_bench.leaderboard import plots  # matplotlib only when figures are asked for
 
     figures, notes = [], []
     colour = {row.label: i for i, row in enumerate(section.rows)}
-    for signal in section.signals:
+    for number, signal in enumerate(section.signals, 1):
+        say(f"{section.slug}: figures, {signal} ({number}/{len(section.signals)})")
         chosen = {}
         for row in section.rows:
             if row.ok:
@@ -176,9 +178,7 @@ def build_leaderboards(results: Path, output: Path, registry, plots: bool = True
         cache = ScoreCache()
         evaluate_comparative(section, comparative, cache, progress)
         main, mu, rates = main_table(section), mu_table(section, installed), rate_table(section)
-        if plots:
-            say(f"{section.slug}: figures")
-        figures, fig_notes = _figures(section, folder, cache, written) if plots else ([], [])
+        figures, fig_notes = _figures(section, folder, cache, written, say) if plots else ([], [])
         cache.clear()
 
         _write(folder / "leaderboard.csv", main.csv.write_csv(), written)
