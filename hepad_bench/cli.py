@@ -148,7 +148,14 @@ def leaderboard(
         raise UserError(f"results folder {results} does not exist; run 'hepad-bench run' first")
     from hepad_bench.leaderboard import build_leaderboards
 
-    written = build_leaderboards(results, output, registry())
+    # progress on stderr (the comparative metrics take tens of seconds); the written files on stdout
+    progress = Console(stderr=True, width=None if sys.stderr.isatty() else 180)
+    start = time.monotonic()
+
+    def say(line: str) -> None:
+        progress.print(f"[{time.monotonic() - start:5.1f} s] {line}", markup=False, highlight=False)
+
+    written = build_leaderboards(results, output, registry(), progress=say)
     for path in written:
         out.print(str(path))
 

@@ -120,6 +120,9 @@ def test_raw_values_match_the_file_and_splits_are_disjoint(tmp_path):
     assert bench.meta["inputs"]["background"]["size"] == (folder / adc2021.BACKGROUND_FILE).stat().st_size
     assert len(bench.meta["inputs"]["background"]["sha256"]) == 64
     assert json.loads(json.dumps(bench.meta)) == bench.meta  # run.json records it as it is
+    # the published l+X@HLT rate: 185.6 M events per 30-day month; no signal yields, so no physical mu normalisation
+    assert bench.meta["background_rate_hz"] == pytest.approx(185.6e6 / (30 * 86400))
+    assert "n_signal_expected" not in bench.meta
 
 
 def test_preprocessing_fitted_on_training_background_only(tmp_path):

@@ -158,3 +158,9 @@ def test_shipped_l1_pythia_sample_is_intact_and_loads():
     x = bench.features_of(bench.train)
     assert np.isfinite(x).all() and np.allclose(x.mean(0), 0, atol=1e-3)  # standardised on the training set
     assert "NOT the ADC2021 challenge data" in L1Pythia.card
+    # physical normalisation from the recorded cross sections (hand check: W + Z + ttbar sigma x eff, 2e34 cm^-2 s^-1)
+    processes = record["sources"]["background"]["attributes"]["processes"].values()
+    sigma_b = sum(p["sigma_gen_pb"] * p["filter_efficiency"] for p in processes)
+    assert bench.meta["background_rate_hz"] == pytest.approx(sigma_b * 2e34 * 1e-36, rel=1e-9)
+    assert sorted(bench.meta["n_signal_expected"]) == sorted(adc2021.SIGNALS)
+    assert json.loads(json.dumps(bench.meta)) == bench.meta  # run.json records it as it is

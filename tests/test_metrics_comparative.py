@@ -149,3 +149,37 @@ def test_reference_row_accepts_one_labelled_supervised_dnn_only():
     assert reference_row({"vae": 1, "supervised-dnn [ab12cd34]": 3}) == "supervised-dnn [ab12cd34]"
     assert reference_row({"supervised-dnn [a]": 1, "supervised-dnn [b]": 2}) is None
     assert reference_row({"supervised-dnn-large": 1}) is None
+
+
+def test_mu_limit_with_the_physical_yields_of_l1_pythia_hand_worked():
+    """One informative bin: every signal event above every background event; yields from the shipped provenance."""
+    import json
+
+    from hepad_plugins._resources import dataset_folder
+    from hepad_plugins.datasets._yields import l1_generated_yields
+
+    path = dataset_folder("l1-pythia") / "provenance.json"
+    record = json.loads(path.read_text())
+    # independently: sum of sigma x eff of the background processes and the hToTauTau signal, x 100 fb^-1 = 1e5 pb^-1
+    processes = record["sources"]["background"]["attributes"]["processes"].values()
+    sigma_b = sum(p["sigma_gen_pb"] * p["filter_efficiency"] for p in processes)
+    proc = record["sources"]["signal/hToTauTau"]["attributes"]["process"]
+    sigma_s = proc["sigma_gen_pb"] * proc["filter_efficiency"] * proc["forced_branching"]
+    meta = l1_generated_yields(path)
+    assert meta["n_background_expected"] == pytest.approx(sigma_b * 1e5, rel=1e-9)
+    assert meta["n_signal_expected"]["hToTauTau"] == pytest.approx(sigma_s * 1e5, rel=1e-9)
+    assert meta["background_rate_hz"] == pytest.approx(sigma_b * 2e34 / 1e36, rel=1e-9)  # 1 pb = 1e-36 cm^2
+
+    # 1000 background events on [0, 1), 100 signal events at 2: the top bin holds the 10 highest background
+    # events and all the signal; the lower bins hold no signal and carry no information on mu.
+    bkg = np.linspace(0, 1, 1000, endpoint=False)
+    runs = {"supervised-dnn": [scored(bkg, np.full(100, 2.0), meta, name="hToTauTau")]}
+    values = MuLimit().compare("hToTauTau", runs)["supervised-dnn"]
+    s, b = sigma_s * 1e5, sigma_b * 1e5 * 10 / 1000
+    assert values["mu_norm_from_card"] == 1.0
+    assert values["mu_up"] == pytest.approx(asymptotic_limit([s], [b]), rel=1e-3)
+    assert values["mu_up"] == pytest.approx(1.96 * np.sqrt(b) / s, rel=1e-2)  # b >> s: Gaussian, ~0.4 x nominal
+    # template statistics: 100 signal and 10 background test events in the bin -> sqrt(4/100 + 1/10) / 2
+    rel = np.sqrt(4 / 100 + 1 / 10) / 2
+    assert (values["mu_up_lo"], values["mu_up_hi"]) == pytest.approx(
+        (values["mu_up"] * np.exp(-rel), values["mu_up"] * np.exp(rel)), rel=1e-9)

@@ -172,3 +172,80 @@ def test_inside_counts_agree_with_top_fraction_on_weighted_events():
         expected.append(weight[idx].sum() ** 2 / (weight[idx] ** 2).sum() if len(idx) else 0.0)
         assert top_fraction(score, weight, f)[1] == pytest.approx(expected[-1])
     assert inside_counts(score, weight, fractions) == pytest.approx(expected)
+
+
+# -- intervals (68.27 %) -----------------------------------------------------------------
+def test_working_point_interval_is_scipys_clopper_pearson():
+    from scipy.stats import binomtest
+
+    rng = np.random.default_rng(11)
+    bkg, sig = rng.normal(size=5000), rng.normal(1.5, size=400)
+    values = EfficiencyAtBackground().compute(scored(bkg, sig))
+    k = int(round(values["eff@1e-2_n_sig"]))
+    # 50 background events inside; signal up to the 51st background score counts (top of the vertical step)
+    assert k == int(np.sum(sig > np.sort(bkg)[-51]))
+    ci = binomtest(k, 400).proportion_ci(confidence_level=0.6827, method="exact")
+    assert values["eff@1e-2"] == pytest.approx(k / 400)
+    assert (values["eff@1e-2_lo"], values["eff@1e-2_hi"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
+    ci_b = binomtest(50, 5000).proportion_ci(confidence_level=0.6827, method="exact")
+    assert values["eff@1e-2_n_bkg"] == pytest.approx(50)
+    assert (values["eff@1e-2_bkg_lo"], values["eff@1e-2_bkg_hi"]) == pytest.approx((ci_b.low, ci_b.high), rel=1e-9)
+
+
+def test_weighted_interval_uses_kish_effective_count():
+    from scipy.stats import beta
+
+    rng = np.random.default_rng(12)
+    bkg, sig = rng.normal(size=3000), rng.normal(1.0, size=300)
+    ws = rng.uniform(0.5, 2.0, size=300)
+    values = EfficiencyAtBackground().compute(scored(bkg, sig, ws=ws))
+    n_eff = ws.sum() ** 2 / np.sum(ws**2)
+    k = values["eff@1e-2"] * n_eff
+    assert values["eff@1e-2_n_sig"] == pytest.approx(k)
+    assert values["eff@1e-2_lo"] == pytest.approx(beta.ppf(0.15865, k, n_eff - k + 1), rel=1e-6)
+    assert values["eff@1e-2_hi"] == pytest.approx(beta.ppf(0.84135, k + 1, n_eff - k), rel=1e-6)
+
+
+def test_auc_interval_agrees_with_an_independent_bootstrap():
+    rng = np.random.default_rng(13)
+    bkg, sig = np.round(rng.normal(size=1500), 1), np.round(rng.normal(0.7, size=300), 1)  # with ties
+    values = AUC().compute(scored(bkg, sig))
+    y = np.r_[np.zeros(1500), np.ones(300)]
+    boot = []
+    for _ in range(1500):  # stratified: each class resampled with its own size
+        b, s = rng.choice(bkg, 1500), rng.choice(sig, 300)
+        boot.append(roc_auc_score(y, np.r_[b, s]))
+    lo, hi = np.quantile(boot, [0.15865, 0.84135])
+    assert values["auc_lo"] < values["auc"] < values["auc_hi"]
+    assert values["auc_lo"] == pytest.approx(lo, abs=0.003)
+    assert values["auc_hi"] == pytest.approx(hi, abs=0.003)
+
+
+def test_rate_working_points_follow_the_dataset_background_rate():
+    rng = np.random.default_rng(14)
+    bkg, sig = rng.normal(size=20000), rng.normal(1.0, size=500)
+    with_rate = ScoredSignal("s", sample(bkg), sample(sig), meta={"background_rate_hz": 100.0})
+    values = EfficiencyAtBackground().compute(with_rate)
+    assert values["eff@1Hz"] == pytest.approx(values["eff@1e-2"], rel=1e-12)  # 1 Hz / 100 Hz = 1e-2
+    # 50 events/day at 100 Hz is eps_B = 5.8e-6: about 0.1 background events of 20000
+    assert isinstance(values["eff@50/day"], Unavailable) and "only 0 background events" in values["eff@50/day"].reason
+    without = EfficiencyAtBackground().compute(scored(bkg, sig))
+    assert isinstance(without["eff@1Hz"], Unavailable) and "background rate" in without["eff@1Hz"].reason
+
+
+def test_sic_interval_from_scipys_binomial_intervals():
+    from scipy.stats import binomtest
+
+    rng = np.random.default_rng(15)
+    bkg, sig = rng.normal(size=2000), rng.normal(2, size=200)
+    v = MaxSIC().compute(scored(bkg, sig))
+    assert v["sic_max_lo"] < v["sic_max"] < v["sic_max_hi"]
+    k_b = int(round(v["sic_max_eps_b"] * 2000))
+    k_s = int(round(v["sic_max"] * np.sqrt(v["sic_max_eps_b"]) * 200))
+    s = binomtest(k_s, 200).proportion_ci(0.6827, "exact")
+    b = binomtest(k_b, 2000).proportion_ci(0.6827, "exact")
+    eps_s, eps_b = k_s / 200, k_b / 2000
+    # lower edge: fewer signal and more background; upper edge: the other way round (relative widths in quadrature)
+    lo = eps_s / np.sqrt(eps_b) * (1 - np.hypot(1 - s.low / eps_s, 1 - np.sqrt(eps_b / b.high)))
+    hi = eps_s / np.sqrt(eps_b) * (1 + np.hypot(s.high / eps_s - 1, np.sqrt(eps_b / b.low) - 1))
+    assert (v["sic_max_lo"], v["sic_max_hi"]) == pytest.approx((lo, hi), rel=1e-6)

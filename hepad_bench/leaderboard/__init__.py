@@ -5,7 +5,11 @@ Output layout (``OUTPUT``)::
     README.md          every dataset's main table, with links
     index.html         the offline page (tables, figures, file links)
     numbers.parquet    every number of every dataset, long format
-    <dataset>/README.md, leaderboard.csv, mu_limit.csv, numbers.parquet, plots/*.png
+    <dataset>/README.md, leaderboard.csv, mu_limit.csv, rates.csv, numbers.parquet, plots/*.png
+
+A dataset's folder is named by the dataset for its default options; runs with
+other options (or an event cap) go to ``<dataset>--<non-default options>``, so
+adding such runs never renames the default folder.
 
 The core never imports a plugin: comparative metrics come from the registry
 (``mu_limit`` and ``score_correlation`` are rendered specially; any other is
@@ -14,7 +18,9 @@ kept in ``numbers.parquet``). Missing ones leave ``n/a`` cells with the reason.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -27,6 +33,7 @@ from hepad_bench.leaderboard.tables import (
     long_numbers,
     main_table,
     mu_table,
+    rate_table,
     to_markdown,
 )
 
@@ -43,9 +50,13 @@ shipped samples and regenerates this folder, and the `leaderboards` CI workflow 
 
 - `index.html`: the offline page with every table and figure.
 - `<dataset>/README.md`: the dataset's tables (signal efficiency at the smallest available
-  background efficiency and AUC per signal, mean ± std over seeds; upper limit on mu relative to
-  the supervised DNN), failed runs, ROC/SIC curves, score distributions, score correlations.
-- `<dataset>/leaderboard.csv`, `<dataset>/mu_limit.csv`: the tables as numbers.
+  background efficiency and AUC per signal, median over seeds with a 68 % interval; signal
+  efficiency at a fixed background rate where the dataset knows its rate; upper limit on mu
+  relative to the supervised DNN), failed runs, ROC/SIC curves, score distributions, score
+  correlations. Folders are named by the dataset; runs with non-default dataset options go to
+  `<dataset>--<options>`.
+- `<dataset>/leaderboard.csv`, `<dataset>/mu_limit.csv`, `<dataset>/rates.csv`: the tables as
+  numbers (median, lo, hi, seed band, mean, std, n, limited per column).
 - `numbers.parquet` (and per dataset): every number in long format: dataset, dataset_version,
   detector, detector_version, config_hash, seed, signal, metric, value, unavailable (the reason
   where a value could not be computed), source.
@@ -68,13 +79,15 @@ def _write_parquet(frame: pl.DataFrame, path: Path, written: list[Path]) -> None
     written.append(path)
 
 
-def _figures(section: Section, folder: Path, cache: ScoreCache, written: list[Path]) -> tuple[list[tuple[str, str]], list[str]]:
+def _figures(section: Section, folder: Path, cache: ScoreCache, written: list[Path],
+             say: Callable[[str], None] = lambda _line: None) -> tuple[list[tuple[str, str]], list[str]]:
     """Draw every figure of a section; (caption, path relative to the section folder) and notes."""
     from hepad_bench.leaderboard import plots  # matplotlib only when figures are asked for
 
     figures, notes = [], []
     colour = {row.label: i for i, row in enumerate(section.rows)}
-    for signal in section.signals:
+    for number, signal in enumerate(section.signals, 1):
+        say(f"{section.slug}: figures, {signal} ({number}/{len(section.signals)})")
         chosen = {}
         for row in section.rows:
             if row.ok:
@@ -106,9 +119,11 @@ def _figures(section: Section, folder: Path, cache: ScoreCache, written: list[Pa
     return figures, notes
 
 
-def _section_markdown(section: Section, tables: list[Table], figures: list[tuple[str, str]], notes: list[str]) -> str:
+def _section_markdown(section: Section, tables: list[Table], figures: list[tuple[str, str]], notes: list[str],
+                      rates: bool = False) -> str:
     lines = [f"# Leaderboard: {section.name} (version {section.version}, {section.task})", "",
-             "[main table (CSV)](leaderboard.csv) · [mu limits (CSV)](mu_limit.csv) · "
+             "[main table (CSV)](leaderboard.csv) · " + ("[rates (CSV)](rates.csv) · " if rates else "")
+             + "[mu limits (CSV)](mu_limit.csv) · "
              f"[every number (Parquet)](numbers.parquet) · [HTML page](../index.html#{section.slug})", ""]
     for table in tables:
         lines.append(to_markdown(table, level=2))
@@ -122,38 +137,70 @@ def _section_markdown(section: Section, tables: list[Table], figures: list[tuple
     return "\n".join(lines).rstrip() + "\n"
 
 
-def build_leaderboards(results: Path, output: Path, registry, plots: bool = True) -> list[Path]:
-    """Render every dataset's leaderboard from the runs under ``results`` into ``output``; the files written."""
+def plugin_defaults(registry) -> Callable[[str, str], dict[str, Any] | None]:
+    """Default options / config of an installed dataset / detector, None when it is not installed or has none."""
+    from dataclasses import is_dataclass
+
+    from hepad_bench.params import as_dict
+
+    def defaults(kind: str, name: str) -> dict[str, Any] | None:
+        try:
+            cls = registry.dataset(name) if kind == "dataset" else registry.detector(name)
+            holder = getattr(cls, "Options" if kind == "dataset" else "Config")
+            instance = holder()
+            return as_dict(instance) if is_dataclass(instance) else None
+        except Exception:  # unknown or broken plugin: labels and folders fall back (see collect)
+            return None
+
+    return defaults
+
+
+def build_leaderboards(results: Path, output: Path, registry, plots: bool = True,
+                       progress: Callable[[str], None] | None = None) -> list[Path]:
+    """Render every dataset's leaderboard from the runs under ``results`` into ``output``; the files written.
+
+    ``progress`` receives a line per step (reading runs, comparative metrics
+    per seed and signal, figures, writing).
+    """
+    say = progress or (lambda _line: None)
     results, output = Path(results), Path(output)
-    sections = collect_sections(results)
+    say(f"reading runs under {results}")
+    sections = collect_sections(results, plugin_defaults(registry))
     comparative = registry.comparative_metrics()
     installed = {cls.name: str(cls.version) for cls in comparative}
     written: list[Path] = []
     pages, readme, numbers = [], [README_HEAD], []
-    for section in sections:
+    for number, section in enumerate(sections, 1):
+        say(f"{section.slug} ({number}/{len(sections)}): {sum(len(r.ok) for r in section.rows)} runs, "
+            f"{len(section.rows)} detector configurations")
         section.installed = installed
         folder = output / section.slug
         cache = ScoreCache()
-        evaluate_comparative(section, comparative, cache)
-        main, mu = main_table(section), mu_table(section, installed)
-        figures, fig_notes = _figures(section, folder, cache, written) if plots else ([], [])
+        evaluate_comparative(section, comparative, cache, progress)
+        main, mu, rates = main_table(section), mu_table(section, installed), rate_table(section)
+        figures, fig_notes = _figures(section, folder, cache, written, say) if plots else ([], [])
         cache.clear()
 
         _write(folder / "leaderboard.csv", main.csv.write_csv(), written)
         _write(folder / "mu_limit.csv", mu.csv.write_csv(), written)
+        if rates is not None:
+            _write(folder / "rates.csv", rates.csv.write_csv(), written)
         frame = long_numbers(section)
         numbers.append(frame)
         _write_parquet(frame, folder / "numbers.parquet", written)
-        _write(folder / "README.md", _section_markdown(section, [main, mu], figures, fig_notes), written)
+        tables = [main] + ([rates] if rates is not None else []) + [mu]
+        _write(folder / "README.md", _section_markdown(section, tables, figures, fig_notes, rates is not None), written)
 
         readme += [f"## [{section.name}]({section.slug}/README.md)", "", to_markdown(main, level=3)]
         pages.append(SectionPage(
             slug=section.slug, title=f"{section.name} (version {section.version}, {section.task})",
-            tables=[main, mu], figures=[(c, f"{section.slug}/{p}") for c, p in figures],
+            tables=tables, figures=[(c, f"{section.slug}/{p}") for c, p in figures],
             files=[("main table (CSV)", f"{section.slug}/leaderboard.csv"), ("mu limits (CSV)", f"{section.slug}/mu_limit.csv"),
+                   *([("rates (CSV)", f"{section.slug}/rates.csv")] if rates is not None else []),
                    ("every number (Parquet)", f"{section.slug}/numbers.parquet"), ("Markdown", f"{section.slug}/README.md")],
             notes=fig_notes,
         ))
+    say(f"writing {output}")
     _write(output / "README.md", "\n".join(readme).rstrip() + "\n", written)
     _write(output / "index.html", render_page(TITLE, INTRO, pages), written)
     _write_parquet(pl.concat(numbers, how="vertical"), output / "numbers.parquet", written)

@@ -8,8 +8,10 @@ once per signal and seed, from the stored scores.
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
+from collections.abc import Callable
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +105,8 @@ class Section:
     comparative_notes: dict[str, str] = field(default_factory=dict)
     #: installed comparative metrics: name -> version
     installed: dict[str, str] = field(default_factory=dict)
+    #: the dataset's Benchmark.meta as one run recorded it (normalisation, background rate)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def seeds(self) -> list[int]:
@@ -124,37 +128,93 @@ def config_hash(config: dict[str, Any]) -> str:
     return stable_hash(config, 8)
 
 
-def _row_labels(rows: list[Row]) -> None:
-    """Detector name, disambiguated by version and config hash only where needed."""
+#: Config keys that change how fast a detector runs, not what it computes: left out of row labels.
+SPEED_ONLY_KEYS = frozenset({"threads", "n_jobs", "num_workers", "device"})
+
+#: (plugin kind "dataset" / "detector", name) -> that plugin's default options / config, or None when unknown.
+Defaults = Callable[[str, str], "dict[str, Any] | None"]
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":")) if not isinstance(value, str) else value
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def _differences(config: dict[str, Any], reference: dict[str, Any] | None, ignore=SPEED_ONLY_KEYS) -> list[str]:
+    """``key=value`` for each entry of ``config`` that differs from ``reference`` (sorted by key)."""
+    if reference is None:
+        return []
+    plain = json.loads(json.dumps(reference, default=str))  # tuples -> lists, as run.json stores them
+    return [f"{k}={_short(v)}" for k, v in sorted(config.items()) if k not in ignore and plain.get(k, object()) != v]
+
+
+def _row_labels(rows: list[Row], defaults: Defaults | None = None) -> None:
+    """Detector name plus its non-default parameters, e.g. ``gan-ae (cycles=5)``.
+
+    Defaults come from the installed detector's Config; without the plugin,
+    the parameters that differ between rows of the same detector are named.
+    A version is added where versions differ, and the config hash only when
+    two rows would still read the same.
+    """
     by_name: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         by_name[row.detector].append(row)
     for name, group in by_name.items():
+        reference = defaults(
+            "detector", name) if defaults is not None else None
         versions = {r.version for r in group}
         for row in group:
-            if len(group) == 1:
-                row.label = name
-            elif len(versions) > 1:
-                row.label = f"{name} v{row.version} [{row.config_hash}]"
-            else:
-                row.label = f"{name} [{row.config_hash}]"
+            changed = _differences(row.config, reference)
+            if reference is None and len(group) > 1:
+                varying = {k for r in group for k in set(r.config) | set(row.config)
+                           if any(r.config.get(k) != row.config.get(k) for r in group)}
+                changed = [f"{k}={_short(row.config[k])}" for k in sorted(varying - SPEED_ONLY_KEYS) if k in row.config]
+            parts = ([f"v{row.version}"] if len(versions) > 1 else []) + changed
+            row.label = f"{name} ({', '.join(parts)})" if parts else name
+        labels = [r.label for r in group]
+        for row in group:
+            if labels.count(row.label) > 1:
+                row.label = f"{row.label} [{row.config_hash}]"
 
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def collect_sections(results: Path) -> list[Section]:
-    """Every dataset variant under ``results``, rows sorted by label."""
+def section_slug(dataset: dict[str, Any], defaults: Defaults | None = None) -> str:
+    """A dataset variant's folder name, stable whatever other runs exist.
+
+    The dataset's name for its default options without an event cap; otherwise
+    the name, ``--`` and the non-default options (``l1-pythia--max_events-5``),
+    or a hash of them where that would be long.
+    """
+    name = dataset.get("name", "?")
+    options, cap = dataset.get("options", {}) or {}, dataset.get("max_events")
+    reference = defaults("dataset", name) if defaults is not None else None
+    # unknown defaults (plugin not installed): the options count as default; collect_sections resolves clashes
+    changed = _differences(options, reference, ignore=frozenset()) if reference is not None else []
+    if not changed and cap is None:
+        return _slug(name)
+    parts = changed + ([f"max_events={cap}"] if cap is not None else [])
+    suffix = "_".join(p.replace("=", "-") for p in parts)
+    if len(suffix) > 40:
+        suffix = stable_hash({"options": options, "max_events": cap}, 8)
+    return _slug(f"{name}--{suffix}")
+
+
+def collect_sections(results: Path, defaults: Defaults | None = None) -> list[Section]:
+    """Every dataset variant under ``results``, rows sorted by label.
+
+    ``defaults`` gives plugins' default options and configs (from the
+    registry): they name rows by their non-default parameters and keep a
+    dataset's default variant in a folder named by the dataset alone.
+    """
     runs = iter_runs(Path(results))
     if not runs:
         raise UserError(f"no runs found under {results}; run 'hepad-bench run --output {results}' first")
     groups: dict[str, list[StoredRun]] = defaultdict(list)
     for run in runs:
         groups[stable_hash(run.run.get("dataset", {}))].append(run)
-    names = defaultdict(int)
-    for members in groups.values():
-        names[members[0].run["dataset"]["name"]] += 1
 
     sections = []
     for ident, members in groups.items():
@@ -167,18 +227,37 @@ def collect_sections(results: Path) -> list[Section]:
             row = rows.setdefault(key, Row(key[0], key[1], key[2], det.get("kind", "?"), config))
             (row.ok if run.ok else row.failed).append(run)
         row_list = list(rows.values())
-        _row_labels(row_list)
+        _row_labels(row_list, defaults)
         row_list.sort(key=lambda r: r.label)
         for row in row_list:
             row.ok.sort(key=lambda r: int(r.run["seed"]))
             row.failed.sort(key=lambda r: int(r.run["seed"]))
         name = data["name"]
-        slug = _slug(name if names[name] == 1 else f"{name}-{ident[:8]}")
         signals = sorted({s for run in members for s in run.signals()})
         task = next((r.run.get("task") for r in members if r.run.get("task")), "unsupervised")
-        sections.append(Section(slug, name, str(data.get("version", "?")), data.get("options", {}),
-                                data.get("max_events"), task, signals, row_list))
+        meta = next((r.run.get("dataset_meta") for r in sorted(members, key=lambda r: str(r.folder))
+                     if r.ok and r.run.get("dataset_meta")), {})
+        sections.append(Section(section_slug(data, defaults), name, str(data.get("version", "?")),
+                                data.get("options", {}), data.get("max_events"), task, signals, row_list, meta=meta))
+    by_slug: dict[str, list[Section]] = defaultdict(list)
+    for section in sections:
+        by_slug[section.slug].append(section)
+    for same in by_slug.values():
+        # the newest dataset version keeps the name; older ones get --v<version>. Same version with other options
+        # only happens when the dataset plugin is not installed (defaults unknown): the variant with most runs
+        # keeps the name, the others get a hash of their options.
+        same.sort(key=lambda s: (_version_key(s.version), sum(len(r.ok) + len(r.failed) for r in s.rows),
+                                 stable_hash({"o": s.options, "m": s.max_events})))
+        keeper = same[-1]
+        for section in same[:-1]:
+            suffix = f"v{section.version}" if section.version != keeper.version else \
+                stable_hash({"options": section.options, "max_events": section.max_events}, 8)
+            section.slug = _slug(f"{section.slug}--{suffix}")
     return sorted(sections, key=lambda s: s.slug)
+
+
+def _version_key(version: str) -> tuple:
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in version.split("."))
 
 
 class ScoreCache:
@@ -198,16 +277,22 @@ class ScoreCache:
         self._frames.clear()
 
 
-def evaluate_comparative(section: Section, metric_classes: list[type], cache: ScoreCache) -> None:
+def evaluate_comparative(section: Section, metric_classes: list[type], cache: ScoreCache,
+                         progress: Callable[[str], None] | None = None) -> None:
     """Run every comparative metric once per seed and signal (so seeds can be averaged like the main table).
 
     Seeds are the outer loop and the score cache is emptied after each, so at
     most one seed's scores of every detector are in memory at once.
+    ``progress`` receives one line per seed and signal.
     """
     classes = sorted(metric_classes, key=lambda c: c.name)
     produced: set[str] = set()
+    steps, step = len(section.seeds) * len(section.signals), 0
     for seed in section.seeds:
         for signal in section.signals:
+            step += 1
+            if progress is not None and classes:
+                progress(f"{section.slug}: comparative metrics, seed {seed}, {signal} ({step}/{steps})")
             runs: dict[str, list[ScoredSignal]] = {}
             for row in section.rows:
                 run = row.run_for(seed)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from hepad_bench.leaderboard.collect import Section, Value
+from hepad_bench.leaderboard.collect import Row, Section, Value
 
 #: Working points of the per-run efficiency metric, smallest background efficiency first.
 EFF_KEYS = ("eff@1e-5", "eff@1e-4", "eff@1e-3", "eff@1e-2")
@@ -24,28 +24,104 @@ SIC = "sic_max"
 NA = "n/a"
 
 
+#: Percentiles of the 68.27 % band over seeds (one Gaussian sigma either side of the median).
+BAND = (15.865, 84.135)
+#: A working point is statistically limited below these effective counts (signal passing, background inside).
+LIMITED_SIGNAL_EVENTS = 10
+LIMITED_BACKGROUND_EVENTS = 20
+LIMITED_MARK, SEEDS_MARK = "†", "‡"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One run's value of a metric, its 68 % interval where the run stored one, and whether it is statistically limited."""
+
+    value: float
+    lo: float | None = None
+    hi: float | None = None
+    limited: bool = False
+
+
+def _number(raw) -> float | None:
+    return Value.parse(raw).value
+
+
+def run_entry(metrics: dict, key: str) -> Entry | None:
+    """The Entry of ``key`` in one run's metrics of one signal (interval from ``<key>_lo`` / ``<key>_hi``)."""
+    if key not in metrics:
+        return None
+    value = _number(metrics[key])
+    if value is None:
+        return None
+    lo, hi = _number(metrics.get(f"{key}_lo")), _number(metrics.get(f"{key}_hi"))
+    n_sig, n_bkg = _number(metrics.get(f"{key}_n_sig")), _number(metrics.get(f"{key}_n_bkg"))
+    limited = (n_sig is not None and n_sig < LIMITED_SIGNAL_EVENTS * (1 - 1e-9)) or \
+              (n_bkg is not None and n_bkg < LIMITED_BACKGROUND_EVENTS * (1 - 1e-9))
+    return Entry(value, lo if lo is not None and hi is not None else None, hi if lo is not None else None, limited)
+
+
 @dataclass(frozen=True)
 class Stat:
-    """Mean and sample standard deviation (ddof=1) over seeds."""
+    """A metric over seeds: median, its 68 % interval, the seed band, mean and std, the number of seeds.
 
+    ``lo``/``hi``: the interval shown. Its half-widths are the seed band's
+    (16th to 84th percentile of the seeds' values, from two seeds on) and the
+    median per-run statistical interval's, added in quadrature; with one seed
+    the run's own interval; None when neither exists. All seeds are scored on
+    the same test sample, so the statistical part does not shrink with more seeds.
+    """
+
+    median: float
+    lo: float | None
+    hi: float | None
+    band_lo: float | None
+    band_hi: float | None
     mean: float
-    std: float | None  # None with a single seed
+    std: float | None  # sample standard deviation (ddof=1); None with one seed
     n: int
+    limited: bool = False
+
+    @classmethod
+    def of_entries(cls, entries: list[Entry], bounds: tuple[float, float] | None = None) -> Stat | None:
+        if not entries:
+            return None
+        values = np.array([e.value for e in entries], dtype=np.float64)
+        median = float(np.median(values))
+        band_lo, band_hi = (float(x) for x in np.percentile(values, BAND)) if len(values) > 1 else (None, None)
+        with_interval = [e for e in entries if e.lo is not None and e.hi is not None]
+        stat_down = float(np.median([e.value - e.lo for e in with_interval])) if with_interval else None
+        stat_up = float(np.median([e.hi - e.value for e in with_interval])) if with_interval else None
+        if band_lo is None and stat_down is None:
+            lo = hi = None
+        else:
+            lo = median - float(np.hypot(stat_down or 0.0, median - band_lo if band_lo is not None else 0.0))
+            hi = median + float(np.hypot(stat_up or 0.0, band_hi - median if band_hi is not None else 0.0))
+            if bounds is not None:
+                lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        return cls(median, lo, hi, band_lo, band_hi, float(np.mean(values)), std, len(values),
+                   any(e.limited for e in entries))
 
     @classmethod
     def of(cls, values: list[Value]) -> Stat | None:
-        numbers = np.array([v.value for v in values if v.value is not None], dtype=np.float64)
-        if numbers.size == 0:
-            return None
-        std = float(np.std(numbers, ddof=1)) if numbers.size > 1 else None
-        return cls(float(np.mean(numbers)), std, int(numbers.size))
+        """From plain values (no per-run intervals): median and seed band."""
+        return cls.of_entries([Entry(v.value) for v in values if v.value is not None])
+
+    def record(self, prefix: str) -> dict:
+        """The numbers behind a cell, for the CSV."""
+        return {f"{prefix}:{k}": getattr(self, k) for k in STAT_FIELDS[:-1]} | {f"{prefix}:limited": self.limited}
 
 
-def fmt_number(x: float, sig: bool = False) -> str:
-    """Three decimals for efficiencies and AUCs; significant digits for small values or ``sig``."""
-    if sig or (x != 0 and abs(x) < 0.01) or abs(x) >= 1e4:
-        return f"{x:.3g}"
-    return f"{x:.3f}"
+STAT_FIELDS = ("median", "lo", "hi", "band_lo", "band_hi", "mean", "std", "n", "limited")
+STAT_TYPES = {"n": pl.Int64, "limited": pl.Boolean}
+
+
+def empty_record(prefix: str) -> dict:
+    return {f"{prefix}:{k}": (0 if k == "n" else None) for k in STAT_FIELDS}
+
+
+def stat_schema(prefix: str) -> dict:
+    return {f"{prefix}:{k}": STAT_TYPES.get(k, pl.Float64) for k in STAT_FIELDS}
 
 
 def _fmt_sig(x: float, digits: int) -> str:
@@ -53,14 +129,50 @@ def _fmt_sig(x: float, digits: int) -> str:
     return text.rstrip(".") if "e" not in text else text
 
 
-def fmt_stat(stat: Stat | None, expected_n: int, sig: bool = False) -> str:
-    """``mean ± std``; with ``sig``: three significant digits for the mean, two for the std."""
+def decimals_for(half_width: float) -> int | None:
+    """Decimal places that give the interval two significant digits; None where fixed decimals would be unreadable."""
+    if not half_width > 0 or not np.isfinite(half_width):
+        return None
+    decimals = 1 - int(np.floor(np.log10(half_width)))
+    return max(decimals, 0) if decimals <= 6 else None
+
+
+def _sci(x: float, exponent: int, digits_after: int) -> str:
+    """``x`` as mantissa x 10^exponent with a shared exponent, e.g. 1.13e+06."""
+    return f"{x / 10.0**exponent:.{digits_after}f}e{exponent:+03d}"
+
+
+def fmt_interval(value: float, lo: float | None, hi: float | None) -> str:
+    """``value [lo, hi]``, every number rounded to two significant digits of the smaller half-width.
+
+    Fixed decimals from 1e-4 to 1e5; outside, one shared power of ten. A
+    zero-width interval (a deterministic detector's seed band, no per-run
+    interval) shows the value to three significant digits and ``(no spread)``.
+    """
+    if lo is None or hi is None:
+        return _fmt_sig(value, 3)
+    widths = [w for w in (value - lo, hi - value) if w > 0]
+    if not widths:
+        return f"{_fmt_sig(value, 3)} (no spread)"
+    width = min(widths)
+    magnitude = max(abs(value), abs(lo), abs(hi))
+    decimals = decimals_for(width)
+    if decimals is not None and magnitude < 1e5 and (magnitude >= 1e-4 or magnitude == 0):
+        return f"{value:.{decimals}f} [{lo:.{decimals}f}, {hi:.{decimals}f}]"
+    exponent = int(np.floor(np.log10(magnitude)))
+    after = max(0, exponent - int(np.floor(np.log10(width))) + 1)
+    return f"{_sci(value, exponent, after)} [{_sci(lo, exponent, after)}, {_sci(hi, exponent, after)}]"
+
+
+def fmt_stat(stat: Stat | None, expected_n: int, missing_interval: str = "") -> str:
+    """The cell text: ``median [lo, hi]``, † if statistically limited, (n=k) where fewer seeds gave a value."""
     if stat is None:
         return NA
-    text = _fmt_sig(stat.mean, 3) if sig else fmt_number(stat.mean)
-    if stat.std is not None:
-        fixed = not sig and "e" not in text and (stat.mean == 0 or abs(stat.mean) >= 0.01)
-        text += f" ± {stat.std:.3f}" if fixed else f" ± {stat.std:.2g}"  # the std at the mean's precision
+    text = fmt_interval(stat.median, stat.lo, stat.hi)
+    if stat.lo is None:
+        text += missing_interval
+    if stat.limited:
+        text += f" {LIMITED_MARK}"
     if stat.n != expected_n:
         text += f" (n={stat.n})"
     return text
@@ -82,20 +194,27 @@ class Table:
     rows: list[list[Cell]]
     provenance: str
     notes: list[str] = field(default_factory=list)
-    #: the same table as numbers (mean, std, n per column), written as CSV
+    #: the same table as numbers (median, interval, band, mean, std, n per column), written as CSV
     csv: pl.DataFrame | None = None
 
 
-def _mark_best(rows: list[list[Cell]], col: int, higher_is_better: bool, shown=None) -> None:
-    """Bold the best mean of a column, and every mean that reads the same as it (ties as displayed)."""
-    shown = shown or fmt_number
-    stats = [(i, r[col].stat) for i, r in enumerate(rows) if r[col].stat is not None]
-    if not stats:
+def _mark_best(rows: list[list[Cell]], col: int, higher_is_better: bool) -> None:
+    """Bold the best median of a column only where its interval clears the runner-up's.
+
+    Nothing is bold when there is no runner-up, when either lacks an
+    interval, or when the intervals overlap (ties included): the column
+    then has no winner beyond its uncertainties.
+    """
+    stats = sorted(((r[col].stat, i) for i, r in enumerate(rows) if r[col].stat is not None),
+                   key=lambda t: t[0].median, reverse=higher_is_better)
+    if len(stats) < 2:
         return
-    best = shown((max if higher_is_better else min)(s.mean for _, s in stats))
-    for i, s in stats:
-        if shown(s.mean) == best:
-            rows[i][col].bold = True
+    (best, i), (second, _) = stats[0], stats[1]
+    if None in (best.lo, best.hi, second.lo, second.hi):
+        return
+    clear = best.lo > second.hi if higher_is_better else best.hi < second.lo
+    if clear:
+        rows[i][col].bold = True
 
 
 def provenance(section: Section, extra: str = "") -> str:
@@ -124,16 +243,97 @@ def working_point(section: Section, signal: str) -> str | None:
     return None
 
 
+def row_stat(row: Row, signal: str, key: str) -> Stat | None:
+    """A per-run metric of one row over its seeds, with intervals (efficiencies and AUC within [0, 1])."""
+    entries = []
+    for run in row.ok:
+        entry = run_entry(run.metrics().get(signal) or {}, key)
+        if entry is not None:
+            entries.append(entry)
+    bounds = (0.0, 1.0) if key.startswith("eff@") or key == "auc" else (0.0, np.inf)
+    return Stat.of_entries(entries, bounds)
+
+
+def reference_seeds(section: Section) -> tuple[int, ...]:
+    """The seed set most rows share (ties: the larger set, then the smaller seeds)."""
+    counts: dict[tuple[int, ...], int] = {}
+    for row in section.rows:
+        if row.seeds:
+            counts[tuple(row.seeds)] = counts.get(tuple(row.seeds), 0) + 1
+    if not counts:
+        return ()
+    return min(counts, key=lambda s: (-counts[s], -len(s), s))
+
+
+def seed_cell(row: Row, reference: tuple[int, ...]) -> Cell:
+    seeds = row.seeds
+    text = f"{len(seeds)} ({', '.join(map(str, seeds))})" if seeds else "0 (all failed)"
+    if seeds and tuple(seeds) != reference:
+        text += f" {SEEDS_MARK}"
+    return Cell(text)
+
+
+#: Cost columns of run.json's "cost" (stored by the runner where it measures them): (key, header, integer?).
+COST_COLUMNS = (("parameters", "parameters", True), ("macs_per_event", "MACs / event", False),
+                ("latency_us_per_event", "latency µs / event", False))
+
+
+def _cost_values(row: Row, key: str) -> list[float]:
+    out = []
+    for run in row.ok:
+        cost = run.run.get("cost")
+        value = _number(cost.get(key)) if isinstance(cost, dict) else None
+        if value is not None:
+            out.append(value)
+    return out
+
+
+def _cost_cell(values: list[float], integer: bool) -> Cell:
+    if not values:
+        return Cell(NA)
+    if integer:
+        return Cell(f"{int(round(float(np.median(values)))):,}")
+    stat = Stat.of_entries([Entry(v) for v in values], (0.0, np.inf))
+    return Cell(fmt_interval(stat.median, stat.lo, stat.hi), stat=stat)
+
+
+def explanation_notes(section: Section, reference: tuple[int, ...], what: str) -> list[str]:
+    """The legend under a table: what a cell holds, when it is bold, what the marks mean."""
+    notes = [
+        f"Each cell: {what}, median over seeds [68 % interval]. The interval adds in quadrature the spread of the "
+        "seeds (16th to 84th percentile) and the median per-run statistical interval at 68.27 % CL (Clopper-Pearson "
+        "on effective event counts for efficiencies, DeLong for the AUC, both efficiencies' intervals for the SIC); "
+        "with one seed it is the run's own interval. Every seed is scored on the same test events, so more seeds do "
+        "not shrink the statistical part. Digits: two significant digits of the interval. Mean ± std per column is in "
+        "the CSV.",
+        "Bold: the best median whose interval does not overlap the runner-up's; no bold where the best is not better "
+        f"beyond the uncertainties. {LIMITED_MARK}: statistically limited (fewer than {LIMITED_SIGNAL_EVENTS} signal "
+        f"events pass, or fewer than {LIMITED_BACKGROUND_EVENTS} background events lie inside the working point). "
+        "(n=k): only k seeds gave a value. n/a: no value (the reason is in numbers.parquet).",
+        "Rows are named by the detector and its parameters that differ from the detector's defaults "
+        "(speed-only settings such as threads left out); the full configuration is in leaderboard.csv "
+        "and each run's run.json.",
+    ]
+    odd = [row.label for row in section.rows if row.seeds and tuple(row.seeds) != reference]
+    if odd:
+        notes.append(f"{SEEDS_MARK}: these rows come from other seeds than the rest ({', '.join(map(str, reference))}): "
+                     f"{'; '.join(odd)}. Compare them with care.")
+    return notes
+
+
 def main_table(section: Section) -> Table:
-    """Per detector: signal efficiency at the chosen working point and AUC per signal (mean ± std over seeds)."""
+    """Per detector: signal efficiency at the chosen working point and AUC per signal (median and interval over seeds)."""
     points = {s: working_point(section, s) for s in section.signals}
-    columns = ["detector", "version", "kind", "seeds"]
+    reference = reference_seeds(section)
+    costs = [c for c in COST_COLUMNS if any(_cost_values(row, c[0]) for row in section.rows)]
+    columns = ["detector", "version", "kind", "seeds"] + [header for _, header, _ in costs]
+    first_metric = len(columns)
     metrics: list[tuple[str, str]] = []
     for signal in section.signals:
         point = points[signal]
         if point is not None:
             eps_b = point.split("@", 1)[1]
-            columns.append(f"{signal}: eff_S at eff_B={eps_b}")
+            columns.append(f"{signal}: eff_S at eff_B={eps_b}{_background_interval(section, signal, point)}")
             metrics.append((signal, point))
         columns.append(f"{signal}: AUC")
         metrics.append((signal, "auc"))
@@ -146,62 +346,194 @@ def main_table(section: Section) -> Table:
     records: list[dict] = []
     for row in section.rows:
         seeds = row.seeds
-        seed_text = f"{len(seeds)} ({', '.join(map(str, seeds))})" if seeds else "0 (all failed)"
-        cells = [Cell(row.label), Cell(row.version), Cell(row.kind), Cell(seed_text)]
+        cells = [Cell(row.label), Cell(row.version), Cell(row.kind), seed_cell(row, reference)]
         record: dict = {"detector": row.detector, "config_hash": row.config_hash, "label": row.label,
+                        "config": json.dumps(row.config, sort_keys=True),
                         "version": row.version, "kind": row.kind, "seeds": " ".join(map(str, seeds))}
+        for key, _, integer in costs:
+            values = _cost_values(row, key)
+            cells.append(_cost_cell(values, integer))
+            record[f"cost:{key}:median"] = float(np.median(values)) if values else None
         for signal, key in metrics:
-            stat = Stat.of([v for _, v in row.values(signal, key)])
-            cells.append(Cell(fmt_stat(stat, len(seeds)), stat=stat))
-            for part, number in (("mean", None if stat is None else stat.mean),
-                                 ("std", None if stat is None else stat.std),
-                                 ("n", 0 if stat is None else stat.n)):
-                record[f"{signal}:{key}:{part}"] = number
+            stat = row_stat(row, signal, key)
+            cells.append(Cell(fmt_stat(stat, len(seeds), " (no interval)"), stat=stat))
+            record |= stat.record(f"{signal}:{key}") if stat else empty_record(f"{signal}:{key}")
         rows.append(cells)
         records.append(record)
-    for col in range(4, len(columns)):
+    for col in range(first_metric, len(columns)):
         _mark_best(rows, col, higher_is_better=True)
 
-    notes = ["Values are mean ± sample standard deviation (ddof=1) over seeds; (n=k) where fewer seeds gave a value; "
-             "best per column in bold; n/a: no value (see numbers.parquet for the reason)."]
+    notes = explanation_notes(section, reference, "signal efficiency, AUC" + (" or max SIC" if section.task == "resonant" else ""))
     for signal in section.signals:
         if points[signal] is None:
             notes.append(f"{signal}: no signal efficiency at any background efficiency ({', '.join(EFF_KEYS)}) is available.")
+    if costs:
+        notes.append("Cost: trainable parameters, multiply-accumulates per event and scoring latency per event "
+                     "(median over seeds [68 % band]), as each run measured them.")
     failed = [(row, r) for row in section.rows for r in row.failed]
     if failed:
         notes.append("Failed runs:")
         for row, run in failed:
-            error = str(run.run.get("error") or "unknown error").strip().splitlines()[0][:200]
+            error = str(run.run.get("error") or "unknown error").strip().splitlines()[0]
             notes.append(f"- {row.label} seed {run.run.get('seed')}: {error}")
 
-    schema: dict[str, pl.DataType] = {k: pl.String for k in ("detector", "config_hash", "label", "version", "kind", "seeds")}
+    schema: dict[str, pl.DataType] = {k: pl.String for k in ("detector", "config_hash", "label", "config", "version",
+                                                             "kind", "seeds")}
+    schema |= {f"cost:{key}:median": pl.Float64 for key, _, _ in costs}
     for signal, key in metrics:
-        schema |= {f"{signal}:{key}:mean": pl.Float64, f"{signal}:{key}:std": pl.Float64, f"{signal}:{key}:n": pl.Int64}
+        schema |= stat_schema(f"{signal}:{key}")
     csv = pl.DataFrame(records, schema=schema) if records else pl.DataFrame(schema=schema)
     return Table(f"{section.name}: leaderboard", columns, rows, provenance(section), notes, csv)
 
 
-def mu_table(section: Section, installed: dict[str, str]) -> Table:
-    """Upper limit on the signal strength, normalised to the supervised DNN (lower is better)."""
-    columns = ["detector", *section.signals]
-    rows: list[list[Cell]] = []
-    records: list[dict] = []
+def _background_interval(section: Section, signal: str, key: str) -> str:
+    """`` (eff_B in [lo, hi])``: the 68 % interval of the background efficiency the cut really has, from one run."""
     for row in section.rows:
-        cells = [Cell(row.label)]
-        record: dict = {"detector": row.label}
+        for run in row.ok:
+            metrics = run.metrics().get(signal) or {}
+            lo, hi = _number(metrics.get(f"{key}_bkg_lo")), _number(metrics.get(f"{key}_bkg_hi"))
+            if lo is not None and hi is not None:
+                return f" (eff_B in [{_fmt_sig(lo, 2)}, {_fmt_sig(hi, 2)}])"
+    return ""
+
+
+def rate_keys(section: Section) -> list[str]:
+    """Working points at a fixed background rate (``eff@1Hz``, ``eff@50/day``) that the runs computed."""
+    found = set()
+    for row in section.rows:
+        for run in row.ok:
+            for values in run.metrics().values():
+                for key in values:
+                    label = key.split("@", 1)[1] if key.startswith("eff@") else ""
+                    if label and "_" not in label and not _is_number(label):
+                        found.add(key)
+    return sorted(found)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def rate_table(section: Section) -> Table | None:
+    """Signal efficiency at a fixed background rate (seed 004's l+X@HLT use case), where the dataset knows its rate."""
+    rate = _number(section.meta.get("background_rate_hz"))
+    keys = rate_keys(section)
+    if rate is None or not keys:
+        return None
+    reference = reference_seeds(section)
+    columns = ["detector", "seeds"] + [f"{s}: eff_S at {k.split('@', 1)[1]}" for s in section.signals for k in keys]
+    rows, records, reasons = [], [], set()
+    for row in section.rows:
+        cells = [Cell(row.label), seed_cell(row, reference)]
+        record: dict = {"label": row.label}
         for signal in section.signals:
-            stat = Stat.of([v for _, v in section.comparative_values(MU_LIMIT, signal, row.label, MU_KEY)])
-            cells.append(Cell(fmt_stat(stat, len(row.seeds), sig=True), stat=stat))
-            record[f"{signal}:mean"] = None if stat is None else stat.mean
-            record[f"{signal}:std"] = None if stat is None else stat.std
-            record[f"{signal}:n"] = 0 if stat is None else stat.n
+            for key in keys:
+                stat = row_stat(row, signal, key)
+                cells.append(Cell(fmt_stat(stat, len(row.seeds), " (no interval)"), stat=stat))
+                record |= stat.record(f"{signal}:{key}") if stat else empty_record(f"{signal}:{key}")
+                reasons |= {v.unavailable for _, v in row.values(signal, key) if v.unavailable}
         rows.append(cells)
         records.append(record)
-    for col in range(1, len(columns)):
-        _mark_best(rows, col, higher_is_better=False, shown=lambda x: _fmt_sig(x, 3))
+    for col in range(2, len(columns)):
+        _mark_best(rows, col, higher_is_better=True)
+    norm = section.meta.get("normalisation") or {}
+    lumi = _number(norm.get("instantaneous_luminosity_cm-2s-1"))
+    points = ", ".join(f"{k.split('@', 1)[1]} -> eff_B = {_rate_eps(k, rate)}" for k in keys)
+    notes = [f"Total background rate {rate:.3g} Hz after the trigger"
+             + (f" at {lumi:.3g} cm^-2 s^-1" if lumi else "")
+             + (f" ({norm['source']})" if norm.get("source") else "") + f"; working points {points}.",
+             *explanation_notes(section, reference, "signal efficiency")[:2]]
+    if reasons:
+        notes.append("n/a because: " + "; ".join(sorted(reasons)) + ".")
+    schema: dict[str, pl.DataType] = {"label": pl.String}
+    for signal in section.signals:
+        for key in keys:
+            schema |= stat_schema(f"{signal}:{key}")
+    csv = pl.DataFrame(records, schema=schema) if records else pl.DataFrame(schema=schema)
+    return Table(f"{section.name}: signal efficiency at a fixed background rate", columns, rows, provenance(section),
+                 notes, csv)
+
+
+def _rate_eps(key: str, rate: float) -> str:
+    label = key.split("@", 1)[1]
+    per = {"Hz": 1.0, "/day": 1 / 86400, "/month": 1 / (30 * 86400), "/s": 1.0}
+    for unit, factor in per.items():
+        if label.endswith(unit) and _is_number(label[: -len(unit)]):
+            return f"{float(label[: -len(unit)]) * factor / rate:.2g}"
+    return "?"
+
+
+def comparative_entries(section: Section, metric: str, signal: str, row: str, key: str) -> list[Entry]:
+    """One Entry per seed of a comparative value, with its ``<key>_lo`` / ``<key>_hi`` where the metric gave them."""
+    lows = dict(section.comparative_values(metric, signal, row, f"{key}_lo"))
+    highs = dict(section.comparative_values(metric, signal, row, f"{key}_hi"))
+    out = []
+    for seed, value in section.comparative_values(metric, signal, row, key):
+        if value.value is None:
+            continue
+        lo, hi = lows.get(seed), highs.get(seed)
+        both = lo is not None and hi is not None and lo.value is not None and hi.value is not None
+        out.append(Entry(value.value, lo.value if both else None, hi.value if both else None))
+    return out
+
+
+def _normalisation_heading(section: Section) -> tuple[str, str]:
+    """(title suffix, note) saying whether mu is normalised to physical yields or to the fallback."""
+    flags = {c.value.value for c in section.comparative if c.metric == MU_LIMIT and c.key == "mu_norm_from_card"}
+    norm = section.meta.get("normalisation") or {}
+    if flags == {1.0}:
+        lumi = norm.get("integrated_luminosity_fb-1")
+        where = f" at {lumi:g} fb^-1" if isinstance(lumi, (int, float)) else ""
+        return (f" (physical yields{where})",
+                f"Normalisation: expected signal and background events{where} from the dataset "
+                f"({norm.get('source', 'Benchmark.meta')}); mu = 1 is the signal at its nominal cross section, "
+                "so mu_up is the expected 95 % CL limit on sigma / sigma_nominal.")
+    if flags == {0.0}:
+        return (" (no physical yields: fallback normalisation)",
+                "Normalisation: the dataset gives no expected yields, so the limit uses the fallback (background = "
+                "test events, signal = 1 % of them); mu_up itself is not physical, only its ratio to the DNN is.")
+    if flags:
+        return (" (mixed normalisation)", "Normalisation: some runs had physical yields and some the fallback.")
+    return "", ""
+
+
+def mu_table(section: Section, installed: dict[str, str]) -> Table:
+    """Upper limit on the signal strength, normalised to the supervised DNN (lower is better), and absolute where physical."""
+    suffix, norm_note = _normalisation_heading(section)
+    physical = "physical" in suffix and "no physical" not in suffix
+    columns = ["detector", "seeds"] + [f"{s}: mu_up / DNN" for s in section.signals]
+    if physical:
+        columns += [f"{s}: mu_up" for s in section.signals]
+    reference = reference_seeds(section)
+    rows: list[list[Cell]] = []
+    records: list[dict] = []
+    keys = [(MU_KEY, s) for s in section.signals] + ([("mu_up", s) for s in section.signals] if physical else [])
+    for row in section.rows:
+        cells = [Cell(row.label), seed_cell(row, reference)]
+        record: dict = {"detector": row.label}
+        for key, signal in keys:
+            entries = comparative_entries(section, MU_LIMIT, signal, row.label, key)
+            stat = Stat.of_entries(entries, (0.0, np.inf))
+            if key == MU_KEY and entries and all(e.value == 1.0 and e.lo is None for e in entries):
+                cells.append(Cell("1 (reference)"))  # the DNN itself: 1 by definition, not a competitor
+            else:
+                cells.append(Cell(fmt_stat(stat, len(row.seeds)), stat=stat))
+            prefix = f"{signal}" if key == MU_KEY else f"{signal}:mu_up"
+            record |= stat.record(prefix) if stat else empty_record(prefix)
+        rows.append(cells)
+        records.append(record)
+    for col in range(2, len(columns)):
+        _mark_best(rows, col, higher_is_better=False)
     extra = f"metric {MU_LIMIT} version {installed[MU_LIMIT]}" if MU_LIMIT in installed else f"metric {MU_LIMIT} not installed"
-    notes = ["mu_up / mu_up(supervised DNN), mean ± std over seeds (each seed's limit normalised to the same seed's DNN); "
-             "lower is better, best in bold."]
+    notes = [n for n in [norm_note] if n]
+    notes.append("mu_up / mu_up(supervised DNN): each seed's expected limit over the same seed's DNN limit; the cell is "
+                 "the median of these per-seed ratios [68 % interval: the seed band and the median per-seed "
+                 "template-statistics interval (the finite test samples filling the histograms) in quadrature]. "
+                 "Lower is better; bold only where the best interval clears the runner-up's.")
     if MU_LIMIT not in installed:
         notes.append(f"n/a everywhere: the comparative metric '{MU_LIMIT}' is not installed.")
     elif MU_LIMIT in section.comparative_notes:
@@ -209,13 +541,12 @@ def mu_table(section: Section, installed: dict[str, str]) -> Table:
     reasons = sorted({c.value.unavailable for c in section.comparative
                       if c.metric == MU_LIMIT and c.key == MU_KEY and c.value.unavailable})
     if reasons:
-        shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
-        notes.append(f"n/a where {MU_LIMIT} gave no value: {shown}.")
+        notes.append(f"n/a where {MU_LIMIT} gave no value: {'; '.join(reasons)}.")
     schema: dict[str, pl.DataType] = {"detector": pl.String}
-    for signal in section.signals:
-        schema |= {f"{signal}:mean": pl.Float64, f"{signal}:std": pl.Float64, f"{signal}:n": pl.Int64}
+    for key, signal in keys:
+        schema |= stat_schema(f"{signal}" if key == MU_KEY else f"{signal}:mu_up")
     csv = pl.DataFrame(records, schema=schema) if records else pl.DataFrame(schema=schema)
-    return Table(f"{section.name}: upper limit on mu relative to the supervised DNN", columns, rows,
+    return Table(f"{section.name}: upper limit on mu relative to the supervised DNN{suffix}", columns, rows,
                  provenance(section, extra), notes, csv)
 
 
@@ -277,6 +608,12 @@ def long_numbers(section: Section) -> pl.DataFrame:
                 if key in run.run:
                     v = Value.parse(run.run[key])
                     records.append(common | {"signal": "", "metric": key, "value": v.value,
+                                             "unavailable": v.unavailable, "source": "run"})
+            cost = run.run.get("cost")
+            for key, _, _ in COST_COLUMNS if isinstance(cost, dict) else ():
+                if key in cost:
+                    v = Value.parse(cost[key]) if cost[key] is not None else Value(None, "not measured")
+                    records.append(common | {"signal": "", "metric": f"cost:{key}", "value": v.value,
                                              "unavailable": v.unavailable, "source": "run"})
         for run in row.failed:
             records.append(base | {"seed": int(run.run["seed"]), "run_key": str(run.run.get("key", run.folder.name)),

@@ -48,6 +48,7 @@ from hepad_plugins.datasets._common import (
     Standardiser, cached_raw_table, check_fractions, download, find_file, load_benchmark,
     search_dirs, split_rows, take, warn, with_bookkeeping, zenodo_url,
 )
+from hepad_plugins.datasets._yields import adc2021_rate
 
 # -- the public layout -----------------------------------------------------------
 #: (object prefix, number of slots, class id) in the row order of ``Particles``.
@@ -273,8 +274,10 @@ class ADC2021(Dataset):
                     "missing_signals": sorted(set(SIGNALS) - {r.split("/", 1)[1] for r in raw if "/" in r})}
             return assemble_unsupervised(self.name, self.version, self.options, raw, facts, meta)
 
-        return load_benchmark(self.name, self.version, self.options, inputs, read_raw, assemble,
-                              reader_version=READER_VERSION)
+        bench = load_benchmark(self.name, self.version, self.options, inputs, read_raw, assemble,
+                               reader_version=READER_VERSION)
+        bench.meta |= adc2021_rate()  # published background rate; added after the cache (data unchanged)
+        return bench
 
 
 @hookimpl

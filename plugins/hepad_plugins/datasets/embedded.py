@@ -31,6 +31,7 @@ from hepad_bench.errors import DataError, UserError
 from hepad_plugins._resources import dataset_folder, read_card
 from hepad_plugins.datasets import adc2021, lhco2020
 from hepad_plugins.datasets._common import load_benchmark, sha256_of
+from hepad_plugins.datasets._yields import l1_generated_yields
 
 L1_BACKGROUND = "background.parquet"
 DIJET_EVENTS = "events.parquet"
@@ -118,8 +119,11 @@ class L1Pythia(Dataset):
                     if WEIGHT in raw["background"].columns else "1"}
             return adc2021.assemble_unsupervised(self.name, self.version, self.options, raw, facts, meta)
 
-        return load_benchmark(self.name, self.version, self.options, inputs, read_raw, assemble,
-                              identity=content_identity, reader_version="embedded-1")
+        bench = load_benchmark(self.name, self.version, self.options, inputs, read_raw, assemble,
+                               identity=content_identity, reader_version="embedded-1")
+        # physical yields and rate from the generator's cross sections (added after the cache: data unchanged)
+        bench.meta |= l1_generated_yields(folder / PROVENANCE)
+        return bench
 
 
 @dataclass

@@ -126,6 +126,7 @@ class LimitInput:
     n_background: float
     n_signal: float
     from_meta: bool
+    signal_uncertainty: np.ndarray | None = None
 
 
 def limit_input(scored: ScoredSignal) -> LimitInput:
@@ -133,8 +134,30 @@ def limit_input(scored: ScoredSignal) -> LimitInput:
     edges = score_bin_edges(scored.background)
     n_b, n_s, from_meta = _normalisation(scored.meta, scored.signal, scored.background)
     b, b_unc = binned(scored.background, edges, n_b)
-    s, _ = binned(scored.signal_sample, edges, n_s)
-    return LimitInput(s, b, b_unc, n_b, n_s, from_meta)
+    s, s_unc = binned(scored.signal_sample, edges, n_s)
+    return LimitInput(s, b, b_unc, n_b, n_s, from_meta, s_unc)
+
+
+def template_relative_uncertainty(data: LimitInput) -> float:
+    """Relative 68 % uncertainty of an expected limit from the finite test samples that fill its templates.
+
+    In the Gaussian regime mu_up is proportional to F^(-1/2), F = sum s_i^2 / b_i;
+    each bin's s_i and b_i carry their MC-statistical uncertainties
+    (sqrt(sum w^2), i.e. 1 / sqrt(effective count) relative), so
+    var F = sum (s_i^2 / b_i)^2 (4 (ds_i / s_i)^2 + (db_i / b_i)^2) and
+    d mu / mu = sqrt(var F) / (2 F). One bin with k_s signal and k_b background
+    events: sqrt(4 / k_s + 1 / k_b) / 2.
+    """
+    s, b = data.signal, data.background
+    ds = data.signal_uncertainty if data.signal_uncertainty is not None else np.zeros_like(s)
+    keep = (s > 0) & (b > 0)
+    s, b, ds, db = s[keep], b[keep], ds[keep], data.background_uncertainty[keep]
+    if not len(s):
+        return float("nan")
+    terms = s**2 / b
+    f = float(np.sum(terms))
+    var_f = float(np.sum(terms**2 * (4 * (ds / s) ** 2 + (db / b) ** 2)))
+    return float(np.sqrt(var_f) / (2 * f))
 
 
 def reference_row(rows: Mapping[str, Any]) -> str | None:
@@ -152,16 +175,31 @@ class MuLimit(ComparativeMetric):
     10^-0.5, 10^-1, ... down to 10 background events in the top bin; signal x mu
     + background, statistical uncertainties only (Poisson; set
     ``mc_stat_uncertainty`` for the background templates' MC statistics);
-    asymptotic CLs on the background-only Asimov data. Normalised to the
-    dataset's n_background_expected / n_signal_expected, else to the test
-    background count with signal = 1% of it (mu_norm_from_card = 0).
-    Keys: mu_up (mean over seeds), mu_up_over_dnn (ratio of seed means; 1 =
-    as good as supervised, larger is worse), mu_n_background, mu_n_signal,
-    mu_norm_from_card.
+    asymptotic CLs on the background-only Asimov data.
+
+    Normalisation: the test background is scaled to the dataset's
+    ``meta["n_background_expected"]`` and each signal to
+    ``meta["n_signal_expected"][signal]`` (sigma x efficiency x L_int, see
+    hepad_plugins.datasets._yields), so mu = 1 is the signal at its nominal
+    cross section and mu_up limits sigma / sigma_nominal (mu_norm_from_card =
+    1). A dataset without them falls back to the test background count with
+    signal = 1 % of it (mu_norm_from_card = 0; mu_up is then not physical,
+    only the ratio to the DNN is meaningful); the leaderboard's heading says which.
+
+    What is averaged: the leaderboard calls ``compare`` once per seed with one
+    run per detector, so every value is one seed's; mu_up_over_dnn is that
+    seed's limit over the same seed's DNN limit, and the leaderboard
+    aggregates these per-seed ratios over seeds (median and 68 % band). Given
+    several runs per detector, mu_up is their mean and the ratio that of the
+    means. Keys: mu_up, mu_up_over_dnn (1 = as good as supervised, larger is
+    worse), mu_n_background, mu_n_signal, mu_norm_from_card; mu_up_lo/_hi and
+    mu_up_over_dnn_lo/_hi: 68 % intervals from the statistics of the test
+    samples that fill the templates (:func:`template_relative_uncertainty`,
+    mu x exp(+-rel); for the ratio both relative uncertainties in quadrature).
     """
 
     name = "mu_limit"
-    version = "1"
+    version = "2"  # 2: physical yields from the dataset meta where it has them
     mc_stat_uncertainty = False
 
     def limit(self, scored: ScoredSignal) -> tuple[MetricValue, LimitInput | None]:
@@ -178,8 +216,9 @@ class MuLimit(ComparativeMetric):
 
     def compare(self, signal: str, runs: Mapping[str, list[ScoredSignal]]) -> Mapping[str, Mapping[str, MetricValue]]:
         out: dict[str, dict[str, MetricValue]] = {}
+        relative: dict[str, float] = {}
         for detector, seeds in runs.items():
-            limits, last, reasons = [], None, []
+            limits, last, reasons, rels = [], None, [], []
             for scored in seeds:
                 value, data = self.limit(scored)
                 last = data or last
@@ -187,9 +226,15 @@ class MuLimit(ComparativeMetric):
                     reasons.append(value.reason)
                 else:
                     limits.append(value)
+                    rels.append(template_relative_uncertainty(data))
             values: dict[str, MetricValue] = {
                 "mu_up": float(np.mean(limits)) if limits else Unavailable(reasons[0] if reasons else "no runs")
             }
+            if limits and np.all(np.isfinite(rels)):
+                # several runs: the mean's relative uncertainty, as if the runs' template fluctuations were independent
+                rel = float(np.sqrt(np.sum(np.square(rels) * np.square(limits))) / np.sum(limits))
+                relative[detector] = rel
+                values |= {"mu_up_lo": values["mu_up"] * np.exp(-rel), "mu_up_hi": values["mu_up"] * np.exp(rel)}
             if last is not None:
                 values |= {"mu_n_background": last.n_background, "mu_n_signal": last.n_signal,
                            "mu_norm_from_card": 1.0 if last.from_meta else 0.0}
@@ -207,6 +252,11 @@ class MuLimit(ComparativeMetric):
                 values["mu_up_over_dnn"] = Unavailable(f"the {SUPERVISED_REFERENCE} limit is unavailable: {reference.reason}")
             else:
                 values["mu_up_over_dnn"] = mu / reference
+                if detector != reference_name and detector in relative and reference_name in relative:
+                    # both limits' template uncertainties in quadrature (they share the background events: conservative)
+                    rel = float(np.hypot(relative[detector], relative[reference_name]))
+                    values |= {"mu_up_over_dnn_lo": mu / reference * np.exp(-rel),
+                               "mu_up_over_dnn_hi": mu / reference * np.exp(rel)}
         return out
 
 
