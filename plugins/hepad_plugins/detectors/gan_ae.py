@@ -234,6 +234,19 @@ class GANAE(Detector):
                 advance(1)
         self.ae.eval()
         self.disc.eval()
+        self.summary_ = {
+            "schedule": f"{cfg.pretrain_epochs} pre-training epochs + {cfg.cycles} cycles x "
+                        f"({cfg.d_epochs} D + {cfg.ae_epochs} AE epochs)",
+            "passes": cfg.pretrain_epochs + cfg.cycles * (cfg.d_epochs + cfg.ae_epochs),
+            "published_schedule": (cfg.pretrain_epochs, cfg.cycles, cfg.d_epochs, cfg.ae_epochs) == (30, 100, 7, 5),
+            "disco": use_mjj,
+            "last_d_loss": self.history["d_loss"][-1] if self.history["d_loss"] else None,
+            "last_ae_loss": self.history["ae_loss"][-1] if self.history["ae_loss"] else None,
+        }
+
+    def training_summary(self) -> dict:
+        """The training schedule that ran (and whether it is the published one), DisCo on/off, the last losses."""
+        return dict(self.summary_)
 
     @with_threads
     def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
