@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +62,7 @@ def _modules_in(obj: Any, depth: int = 3) -> Iterator[Any]:
         elif isinstance(value, (list, tuple)):
             for v in value:
                 yield from walk(v, level - 1)
-        elif hasattr(value, "__dict__") and not isinstance(value, (type, np.ndarray, torch.Tensor)):
+        elif hasattr(value, "__dict__") and not isinstance(value, (type, types.ModuleType, np.ndarray, torch.Tensor)):
             for v in vars(value).values():
                 yield from walk(v, level - 1)
 
