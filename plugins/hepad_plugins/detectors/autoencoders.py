@@ -102,10 +102,11 @@ class VAEConfig(AEConfig):
         (the default) is the ELBO and other values are the beta-VAE of Higgins et al. (2017). The
         network minimises the same loss divided by n_features / 2, reco + (2 beta / n_features) * kl
         with reco the mean over features, so the learning rate means what it means for the AE.
-        On l1-pythia (57 features) beta = 1 keeps the KL-only score above chance on every signal,
-        where the former default (0.0285 here, 1e-3 on the mean-over-features scale) put it at
-        0.39-0.61 AUC on the tau channels; beta = 2.85 collapsed the latent space (mean KL 0.17 nats).
-        Figures: docs/vae_beta.md.
+        On l1-pythia (57 features, 3 seeds) beta = 1 gave the best KL-only score on every signal
+        (hToTauTau 0.72 against 0.59 with the former default, 0.0285 here = 1e-3 on the mean scale;
+        hChToTauNu 0.50, at chance for every beta tried: the encoder maps it into the background's
+        bulk) at a cost of 0.04-0.05 AUC of the total score on the tau channels; beta = 2.85 collapsed
+        the latent space (mean KL 0.17 nats or less). Figures: docs/vae_beta.md.
     score: which per-event term is the anomaly score: total (the loss), reco or kl; default total.
     """
 
