@@ -152,7 +152,7 @@ class Runner:
                     f"detector {det_cls.name} needs a {' or '.join(det_cls.tasks)} dataset; "
                     f"{data_cls.name} is {data_cls.task}"
                 )
-            if det_cls.check.__func__ is not Detector.check.__func__:  # only then is the dataset needed here
+            if getattr(det_cls.check, "__func__", None) is not Detector.check.__func__:  # only then load the dataset here
                 det_cls.check(self.detector_identity(spec)[0], len(self.benchmark(spec).features))
 
     # -- running -----------------------------------------------------------
