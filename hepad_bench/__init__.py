@@ -11,6 +11,7 @@ from hepad_bench.contracts import (  # noqa: E402
     Metric,
     Progress,
 )
+from hepad_bench.cost import ModelCost  # noqa: E402
 from hepad_bench.data import (  # noqa: E402
     Benchmark,
     ScoredSample,
@@ -23,6 +24,6 @@ from hepad_bench.hookspecs import hookimpl  # noqa: E402
 
 __all__ = [
     "Benchmark", "ComparativeMetric", "DataError", "Dataset", "Detector", "EmptyConfig", "FitContext",
-    "Metric", "Progress", "ScoredSample", "ScoredSignal", "TrainingData", "Unavailable", "UserError",
+    "Metric", "ModelCost", "Progress", "ScoredSample", "ScoredSignal", "TrainingData", "Unavailable", "UserError",
     "__version__", "hookimpl",
 ]

@@ -16,6 +16,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from hepad_bench.cost import ModelCost, torch_model_cost
 from hepad_bench.data import Benchmark, MetricValue, ScoredSignal, TrainingData
 
 DETECTOR_KINDS = ("unsupervised", "weakly_supervised", "supervised")
@@ -72,6 +73,11 @@ class Detector(ABC):
 
     ``supervised`` detectors are fitted once per signal, on that signal's own
     labelled training split; the others once per run.
+
+    Optional: ``check`` (refuse a configuration before any training),
+    ``model_cost`` (parameters and multiply-accumulates per event; torch
+    modules are found by default) and ``training_summary`` (numbers about the
+    fit worth keeping in ``run.json``).
     """
 
     name: ClassVar[str]
@@ -90,6 +96,22 @@ class Detector(ABC):
     @abstractmethod
     def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
         """Anomaly score per row of ``x`` (float32 (n, d)); ``mjj`` on resonant tasks."""
+
+    @classmethod
+    def check(cls, config: Any, n_features: int) -> None:
+        """Raise a UserError when ``config`` cannot work on ``n_features`` inputs (called before any training)."""
+
+    def model_cost(self, events: np.ndarray, mjj: np.ndarray | None) -> ModelCost | None:
+        """Size and arithmetic of the fitted model per scored event (``events``: test rows to try it on).
+
+        The default finds the torch modules among the detector's attributes
+        and counts what ``score`` runs on one event (None without torch).
+        """
+        return torch_model_cost(self, events, mjj)
+
+    def training_summary(self) -> dict[str, Any] | None:
+        """Numbers about the fit to record in ``run.json`` (e.g. a VAE's mean KL), or None."""
+        return None
 
 
 class Dataset(ABC):

@@ -24,6 +24,7 @@ import polars as pl
 
 from hepad_bench import __version__
 from hepad_bench.contracts import Detector, FitContext, Progress
+from hepad_bench.cost import measure_cost
 from hepad_bench.data import Benchmark, ScoredSignal, TrainingData, Unavailable, column_or_none, weights_of
 from hepad_bench.errors import UserError
 from hepad_bench.params import as_dict, build_config, stable_hash
@@ -151,6 +152,8 @@ class Runner:
                     f"detector {det_cls.name} needs a {' or '.join(det_cls.tasks)} dataset; "
                     f"{data_cls.name} is {data_cls.task}"
                 )
+            if getattr(det_cls.check, "__func__", None) is not Detector.check.__func__:  # only then load the dataset here
+                det_cls.check(self.detector_identity(spec)[0], len(self.benchmark(spec).features))
 
     # -- running -----------------------------------------------------------
     def benchmark(self, spec: RunSpec) -> Benchmark:
@@ -247,7 +250,7 @@ class Runner:
         if per_signal and not bench.signal_train:
             raise UserError(f"dataset {bench.dataset} has no labelled signal training split for {det_cls.name}")
         models = sorted(bench.signal_train) if per_signal else [None]
-        parts, fit_s, score_s = [], 0.0, 0.0
+        parts, fit_s, score_s, extra = [], 0.0, 0.0, {}
         for signal in models:
             _seed_everything(spec.seed)
             detector = det_cls(config)
@@ -260,6 +263,7 @@ class Runner:
             targets = [signal] if signal else sorted(bench.signals)
             with self.progress.task(f"scoring {det_cls.name}", total=len(targets) + 1) as advance:
                 parts.append(self._score_table(detector, bench, "background", bench.test, model))
+                background_s = time.perf_counter() - t0
                 advance(1)
                 for name in targets:
                     parts.append(self._score_table(detector, bench, name, bench.signals[name], model))
@@ -267,7 +271,14 @@ class Runner:
                 if "hunt" in bench.extra:
                     parts.append(self._score_table(detector, bench, "hunt", bench.extra["hunt"], model))
             score_s += time.perf_counter() - t0
-        return pl.concat(parts), {"fit_seconds": round(fit_s, 3), "score_seconds": round(score_s, 3)}
+            # model cost once (per-signal models share the architecture); a summary per fitted model
+            if "cost" not in extra:
+                extra["cost"] = measure_cost(detector, bench.features_of(bench.test),
+                                             column_or_none(bench.test, bench.resonant), background_s)
+            summary = detector.training_summary()
+            if summary is not None:
+                extra.setdefault("training_summary", {})[model] = summary
+        return pl.concat(parts), {"fit_seconds": round(fit_s, 3), "score_seconds": round(score_s, 3)} | extra
 
     def _metrics(self, scores: pl.DataFrame, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

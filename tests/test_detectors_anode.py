@@ -101,3 +101,22 @@ def test_flows_do_not_extrapolate_in_mjj():
                                   det.log_density_signal_region(x, low))
     assert not np.array_equal(det.log_density_background(x, np.full(len(x), 2.6)),
                               det.log_density_background(x, low))  # the sideband flow did see 2.6 TeV
+
+
+@pytest.mark.parametrize("sr_conditional", [True, False])
+def test_model_cost_is_the_made_linear_maps_of_both_flows(sr_conditional):
+    """MACs by hand: per transform a MADE (d + context) -> h1 -> h2 -> 2d (shift and log-scale), dense."""
+    train, held = resonant_toy(seed=4, n_bkg=1500, n_sig=100, n_test=200)
+    cfg = AnodeConfig(transforms=2, hidden=(16, 8), epochs=1, sr_conditional=sr_conditional)
+    det, _, _ = fit_and_score(Anode, train, held, cfg)
+    d, (h1, h2), t = 4, cfg.hidden, cfg.transforms  # four features besides mjj
+
+    def flow(context: int) -> tuple[int, int]:
+        widths = [d + context, h1, h2, 2 * d]
+        macs = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+        return t * (macs + sum(widths[1:])), t * macs
+
+    (bg_p, bg_m), (sr_p, sr_m) = flow(1), flow(1 if sr_conditional else 0)
+    events = held["background"]
+    cost = det.model_cost(events, events[:, 0].astype(np.float64))
+    assert (cost.parameters, cost.macs_per_event) == (bg_p + sr_p, bg_m + sr_m)

@@ -116,7 +116,9 @@ def test_vae_terms_match_closed_form_gaussian_kl_and_mean_reconstruction(vae, to
         decoded = vae.model.decoder(torch.as_tensor(mu, dtype=torch.float32)).double().numpy()
     reco_numpy = ((vae.transform(x) - decoded) ** 2).mean(axis=1)
     np.testing.assert_allclose(scores["reco"], reco_numpy, rtol=1e-4)
-    np.testing.assert_allclose(scores["total"], reco_numpy + vae.config.beta * kl_numpy, rtol=1e-4)
+    # total = the beta-ELBO of a unit-variance Gaussian decoder, 0.5 * sum_j (z_j - z'_j)^2 + beta * KL, over D / 2
+    elbo = 0.5 * ((vae.transform(x) - decoded) ** 2).sum(axis=1) + vae.config.beta * kl_numpy
+    np.testing.assert_allclose(scores["total"] * D / 2, elbo, rtol=1e-4)
     np.testing.assert_array_equal(vae.score(x), vae.score(x))  # deterministic scoring
 
 
@@ -185,9 +187,9 @@ def test_detectors_are_registered_with_a_summary_line():
     from hepad_bench.plugins import load_registry
 
     registry = load_registry(warn=lambda _msg: None)
-    for name, cls in (("ae", AEDetector), ("vae", VAEDetector)):
+    for name, cls, version in (("ae", AEDetector, "1"), ("vae", VAEDetector, "2")):
         entry = registry.detectors[name]
-        assert entry.cls is cls and entry.kind == "unsupervised" and entry.version == "1"
+        assert entry.cls is cls and entry.kind == "unsupervised" and entry.version == version
         assert entry.summary and "\n" not in entry.summary
 
 
@@ -211,3 +213,45 @@ def test_training_uses_the_configured_thread_count_and_restores_torch_setting(to
     assert torch.get_num_threads() == 1
     det.score(toy["test"][:10])
     assert torch.get_num_threads() == 1
+
+
+def test_vae_training_summary_is_the_mean_kl_and_reconstruction_on_validation(vae, toy):
+    summary = vae.training_summary()
+    x_val = toy["train"].x_val
+    mu, logvar = vae.encode(x_val)
+    kl = 0.5 * (mu**2 + np.exp(logvar) - 1.0 - logvar).sum(axis=1)
+    with torch.inference_mode():
+        decoded = vae.model.decoder(torch.as_tensor(mu, dtype=torch.float32)).double().numpy()
+    reco = ((vae.transform(x_val) - decoded) ** 2).mean(axis=1)
+    assert summary["split"] == "validation"
+    assert summary["mean_kl"] == pytest.approx(kl.mean(), rel=1e-5)
+    assert summary["mean_reco"] == pytest.approx(reco.mean(), rel=1e-5)
+    assert summary["kl_weight"] == pytest.approx(2 * vae.config.beta / D)
+
+
+def _dense_count(widths: list[int]) -> tuple[int, int]:
+    """(parameters, multiply-accumulates per event) of a chain of dense layers with biases, by hand."""
+    macs = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    return macs + sum(widths[1:]), macs
+
+
+@pytest.mark.parametrize("hidden, latent", [((32, 16), 3), ((7,), 2)])
+def test_ae_model_cost_matches_a_hand_count_of_the_layers(toy, hidden, latent):
+    ae = _fitted(AEDetector, toy["train"], epochs=1, hidden=hidden, latent=latent)
+    cost = ae.model_cost(toy["test"], None)
+    enc_p, enc_m = _dense_count([D, *hidden, latent])
+    dec_p, dec_m = _dense_count([latent, *reversed(hidden), D])
+    assert cost.parameters == enc_p + dec_p
+    assert cost.macs_per_event == enc_m + dec_m
+    # the default ADC2021 size on 57 features, written out: 57-32-16-3-16-32-57
+    if hidden == (32, 16):
+        assert _dense_count([57, 32, 16, 3, 16, 32, 57]) == (4924, 4768)
+
+
+def test_vae_model_cost_counts_the_encoder_heads_and_decoder_once(vae, toy):
+    cost = vae.model_cost(toy["test"], None)
+    h1, h2, k = 32, 16, vae.config.latent
+    body_p, body_m = _dense_count([D, h1, h2])
+    dec_p, dec_m = _dense_count([k, h2, h1, D])
+    heads_p, heads_m = 2 * (h2 * k + k), 2 * h2 * k  # mu and log-variance
+    assert (cost.parameters, cost.macs_per_event) == (body_p + dec_p + heads_p, body_m + dec_m + heads_m)

@@ -152,3 +152,79 @@ def test_end_to_end_through_the_runner(detector, tmp_path):
     sig = scores.filter(pl.col("sample") == "blob")["score"].to_numpy()
     assert len(bg) == 400 and len(sig) == 300
     assert roc_auc_score(np.r_[np.zeros(400), np.ones(300)], np.r_[bg, sig]) > 0.9
+
+
+# -- PCA rotation -----------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", [IForestDetector, HBOSDetector])
+def test_pca_rotation_decorrelates_the_training_data_and_keeps_distances(cls, toy):
+    det = _fitted(cls, toy["train"], rotate="pca")
+    x = np.asarray(toy["train"].x, dtype=np.float64)
+    rotated = det.inputs(x)
+    cov = np.cov(rotated, rowvar=False)
+    off_diagonal = cov - np.diag(np.diag(cov))
+    assert np.abs(off_diagonal).max() < 1e-8 * np.abs(cov).max()
+    # a rotation of the standardised events (no whitening): distances between events are unchanged
+    standardised = (x - x.mean(0)) / x.std(0)
+    for i, j in [(0, 1), (5, 900), (17, 1400)]:
+        assert np.linalg.norm(rotated[i] - rotated[j]) == pytest.approx(np.linalg.norm(standardised[i] - standardised[j]), rel=1e-9)
+    # variances along the principal axes are the eigenvalues of the correlation matrix, largest first
+    eig = np.sort(np.linalg.eigvalsh(np.corrcoef(x, rowvar=False)))[::-1]
+    np.testing.assert_allclose(np.var(rotated, axis=0), eig, rtol=1e-6, atol=1e-9)
+    assert _fitted(cls, toy["train"]).rotation is None  # the default leaves the inputs alone
+
+
+def test_rotation_lets_hbos_see_an_anomaly_that_only_breaks_a_correlation():
+    """Two strongly correlated features; anomalies lie inside both marginals but off the diagonal."""
+    rng = np.random.default_rng(5)
+    u = rng.normal(size=(4000, 1))
+    x = np.hstack([u, u]) + 0.1 * rng.normal(size=(4000, 2))
+    train = TrainingData(features=["a", "b"], x=x.astype(np.float32), weight=np.ones(4000), x_val=None, weight_val=None)
+    test_u = rng.normal(size=(500, 1))
+    test = np.hstack([test_u, test_u]) + 0.1 * rng.normal(size=(500, 2))
+    anomalies = np.hstack([test_u, -test_u]) + 0.1 * rng.normal(size=(500, 2))
+    y = np.r_[np.zeros(500), np.ones(500)]
+    aucs = {}
+    for rotate in ("none", "pca"):
+        det = _fitted(HBOSDetector, train, rotate=rotate)
+        aucs[rotate] = roc_auc_score(y, np.r_[det.score(test), det.score(anomalies)])
+    assert aucs["none"] < 0.6 and aucs["pca"] > 0.9, aucs
+
+
+def test_rotate_is_a_validated_parameter():
+    assert build_config(HBOSDetector.Config, ["rotate=pca"], "detector hbos").rotate == "pca"
+    with pytest.raises(UserError, match="rotate"):
+        build_config(IForestDetector.Config, ["rotate=ica"], "detector iforest")
+
+
+# -- model cost -------------------------------------------------------------------------------
+def _path_tests(tree, row: np.ndarray) -> int:
+    """Threshold tests from root to leaf, walking scikit-learn's tree arrays by hand."""
+    t, node, tests = tree.tree_, 0, 0
+    while t.children_left[node] != -1:
+        node = t.children_left[node] if row[t.feature[node]] <= t.threshold[node] else t.children_right[node]
+        tests += 1
+    return tests
+
+
+@pytest.mark.parametrize("rotate", ["none", "pca"])
+def test_iforest_cost_counts_nodes_and_the_threshold_tests_on_each_path(toy, rotate):
+    det = _fitted(IForestDetector, toy["train"], n_estimators=7, max_features=0.5, rotate=rotate)
+    events = toy["test"][:40]
+    cost = det.model_cost(events, None)
+    forest = det.model.detector_
+    x = det.inputs(events)
+    by_hand = np.mean([sum(_path_tests(tree, row[feats]) for tree, feats in zip(forest.estimators_, forest.estimators_features_))
+                       for row in x])
+    assert cost.comparisons_per_event == pytest.approx(by_hand)
+    nodes = sum(tree.tree_.node_count for tree in forest.estimators_)
+    if rotate == "none":
+        assert cost.parameters == nodes and cost.macs_per_event is None
+    else:  # plus the rotation: D means, D scales, D PCA means and a D x D matrix; D^2 MACs
+        assert cost.parameters == nodes + 3 * D + D * D and cost.macs_per_event == D * D
+
+
+def test_hbos_cost_is_bins_times_features(toy):
+    assert _fitted(HBOSDetector, toy["train"], n_bins=7).model_cost(toy["test"], None).parameters == 7 * D
+    auto = _fitted(HBOSDetector, toy["train"], n_bins="auto")
+    edges = auto.model.bin_edges_
+    assert auto.model_cost(toy["test"], None).parameters == sum(len(e) - 1 for e in edges)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from hepad_bench import FitContext, Progress, TrainingData
+from hepad_bench import FitContext, Progress, TrainingData, UserError
 from hepad_plugins.detectors._disco import distance_correlation, distance_correlation_sq
 from hepad_plugins.detectors.gan_ae import GANAE, FlatMjjWeights, GANAEConfig
 
@@ -179,3 +179,29 @@ def test_same_seed_same_scores(blob_toy):
         scores.append(det.score(bg))
     np.testing.assert_array_equal(scores[0], scores[1])
     assert not np.array_equal(scores[0], scores[2])
+
+
+def test_schedule_summary_and_cost_without_the_discriminator(blob_toy):
+    train, bg, _ = blob_toy
+    det = GANAE(GANAEConfig(**(SMALL | dict(cycles=2, pretrain_epochs=1))))
+    det.fit(train, FitContext(seed=1))
+    summary = det.training_summary()
+    assert summary["passes"] == 1 + 2 * (2 + 2) and summary["published_schedule"] is False
+    assert summary["schedule"] == "1 pre-training epochs + 2 cycles x (2 D + 2 AE epochs)" and summary["disco"] is False
+    # scoring runs the AE only: 8-32-3-32-8 with biases; the discriminator is not part of the trigger model
+    widths = [8, 32, 3, 32, 8]
+    macs = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    cost = det.model_cost(bg, None)
+    assert cost.macs_per_event == macs and cost.parameters == macs + sum(widths[1:])
+
+
+@pytest.mark.parametrize("latent", [8, 9])
+def test_latent_not_below_the_inputs_is_a_user_error_before_training(blob_toy, latent):
+    train, _, _ = blob_toy
+    with pytest.raises(UserError, match=f"latent width {latent} is not below the 8 input features"):
+        GANAE.check(GANAEConfig(latent=latent), 8)
+    det = GANAE(GANAEConfig(**(SMALL | dict(latent=latent))))
+    with pytest.raises(UserError):
+        det.fit(train, FitContext(seed=0))
+    assert not hasattr(det, "ae")  # refused before any network was built
+    GANAE.check(GANAEConfig(latent=7), 8)

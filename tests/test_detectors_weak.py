@@ -221,3 +221,13 @@ def test_deterministic_for_a_seed(cls):
 def test_config_validation():
     with pytest.raises(ValueError):
         ClassifierConfig(k_folds=2)
+
+
+def test_model_cost_counts_all_k_fold_models_of_the_ensemble():
+    train, held = resonant_toy(seed=1, n_bkg=1500, n_sig=100, n_test=100)
+    cfg = ClassifierConfig(k_folds=4, hidden=(8, 6), epochs=1)
+    det, _, _ = fit_and_score(CWoLa, train, held, cfg)
+    widths = [len(FEATURES) - 1, 8, 6, 1]  # mjj is not an input
+    macs = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    cost = det.model_cost(held["background"], held["background"][:, 0].astype(np.float64))
+    assert cost.macs_per_event == 4 * macs and cost.parameters == 4 * (macs + sum(widths[1:]))

@@ -9,6 +9,7 @@ weights, scoring runs in large batches under ``torch.inference_mode()``.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,6 +49,17 @@ def cpu_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def with_threads(method: Callable) -> Callable:
+    """Decorate a detector's ``fit``/``score`` to run with ``self.config.threads`` CPU threads (see :func:`cpu_threads`)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with cpu_threads(self.config.threads):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def device_of(ctx: FitContext) -> torch.device:

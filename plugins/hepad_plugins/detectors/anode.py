@@ -14,7 +14,7 @@ import torch
 import zuko
 
 from hepad_bench import Detector, FitContext, TrainingData, UserError, hookimpl
-from hepad_plugins.detectors._torch import batched, seed_torch, tensor, to_numpy, train_minibatches
+from hepad_plugins.detectors._torch import batched, seed_torch, tensor, to_numpy, train_minibatches, with_threads
 from hepad_plugins.detectors.weak import feature_columns, region_masks, require_mjj
 
 #: Scores are log-densities; where a flow overflows, clip to this (finite) magnitude.
@@ -31,6 +31,8 @@ class AnodeConfig:
     patience [5]: epochs without validation improvement before stopping
     (0: never). sr_conditional [True]: condition the signal-region density on
     mjj as well (as in the paper); False fits an unconditional p_SR(x).
+    threads [1]: torch CPU threads while fitting and scoring (0: keep
+    torch's setting).
     """
 
     transforms: int = 4  # MAF transforms per flow
@@ -41,12 +43,15 @@ class AnodeConfig:
     weight_decay: float = 0.0  # AdamW weight decay
     patience: int = 5  # early-stopping patience in epochs (0: off)
     sr_conditional: bool = True  # p_SR(x | mjj) (True) or p_SR(x) (False)
+    threads: int = 1  # torch CPU threads while fitting and scoring (0: keep torch's setting)
 
     def __post_init__(self) -> None:
         if self.transforms < 1 or not self.hidden or min(self.hidden) < 1:
             raise ValueError("transforms and hidden widths must be positive")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs and batch_size must be positive and lr > 0")
+        if self.threads < 0:
+            raise ValueError("threads must be >= 0 (0: keep torch's setting)")
 
 
 class ConditionalDensity:
@@ -150,6 +155,7 @@ class Anode(Detector):
     tasks = ("resonant",)
     Config = AnodeConfig
 
+    @with_threads
     def fit(self, train: TrainingData, ctx: FitContext) -> None:
         cfg: AnodeConfig = self.config
         device = torch.device(ctx.device)
@@ -180,6 +186,7 @@ class Anode(Detector):
         """log p_SR(x | mjj) (or p_SR(x)) in the dataset's units."""
         return self.signal_region.log_prob(np.asarray(x)[:, self._columns], mjj)
 
+    @with_threads
     def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
         mjj = require_mjj(mjj, "anode")
         ratio = self.log_density_signal_region(x, mjj) - self.log_density_background(x, mjj)

@@ -12,6 +12,7 @@ from torch import nn
 from hepad_bench import Detector, FitContext, TrainingData, hookimpl
 from hepad_plugins.detectors._torch import (
     ScaledInputs, batched, device_of, mlp, seed_torch, tensor, to_numpy, train_minibatches, weighted_mean,
+    with_threads,
 )
 
 
@@ -36,6 +37,8 @@ class DeepSVDDConfig:
     centre_eps: float = 0.1
     #: early-stopping patience on the validation loss, epochs; 0 = off [10]
     patience: int = 10
+    #: torch CPU threads while fitting and scoring; 0 = keep torch's setting [1]
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if self.rep_dim < 1 or any(h < 1 for h in self.hidden):
@@ -44,6 +47,8 @@ class DeepSVDDConfig:
             raise ValueError("epochs and batch_size must be >= 1, pretrain_epochs >= 0")
         if self.centre_eps < 0:
             raise ValueError("centre_eps must be >= 0")
+        if self.threads < 0:
+            raise ValueError("threads must be >= 0 (0: keep torch's setting)")
 
 
 def bias_free_network(n_in: int, hidden: tuple[int, ...], rep_dim: int) -> nn.Sequential:
@@ -74,7 +79,7 @@ class DeepSVDD(Detector):
     initial forward pass (mean output on the training data, coordinates with
     |c_i| < 0.1 pushed to +-0.1); loss = weighted mean of ||phi(x) - c||^2
     plus weight decay 1e-6 (Adam, lr 1e-3, batch 256, 50 epochs, early
-    stopping on validation with patience 10). The network is initialised from
+    stopping on validation with patience 10, 1 CPU thread). The network is initialised from
     the encoder of a bias-free autoencoder pre-trained for 20 epochs
     (``pretrain_epochs``, 0 = off). Inputs are standardised with the training
     mean and standard deviation. Score: ||phi(x) - c||^2.
@@ -86,6 +91,7 @@ class DeepSVDD(Detector):
     tasks = ("unsupervised", "resonant")
     Config = DeepSVDDConfig
 
+    @with_threads
     def fit(self, train: TrainingData, ctx: FitContext) -> None:
         cfg = self.config
         gen = seed_torch(ctx.seed)
@@ -152,6 +158,7 @@ class DeepSVDD(Detector):
         with torch.inference_mode():
             return to_numpy(batched(self.net, self.inputs(x)))
 
+    @with_threads
     def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
         self.net.eval()
         with torch.inference_mode():

@@ -12,10 +12,11 @@ from sklearn.preprocessing import MinMaxScaler
 from torch import nn
 from torch.nn import functional as F
 
-from hepad_bench import Detector, FitContext, Progress, TrainingData, hookimpl
+from hepad_bench import Detector, FitContext, Progress, TrainingData, UserError, hookimpl
 from hepad_plugins.detectors._disco import distance_correlation_sq
 from hepad_plugins.detectors._torch import (
     ScaledInputs, batched, device_of, mlp, seed_torch, tensor, to_numpy, train_minibatches, weighted_mean,
+    with_threads,
 )
 
 
@@ -56,6 +57,8 @@ class GANAEConfig:
     lr: float = 2e-4
     #: bins of the mjj histogram whose inverse gives the flat-mjj event weights [50]
     mjj_bins: int = 50
+    #: torch CPU threads while fitting and scoring; 0 = keep torch's setting [1]
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if self.latent < 1 or any(h < 1 for h in (*self.hidden, *self.d_hidden)):
@@ -66,6 +69,8 @@ class GANAEConfig:
             raise ValueError("batch_size must be >= 2 and mjj_bins >= 1")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
+        if self.threads < 0:
+            raise ValueError("threads must be >= 0 (0: keep torch's setting)")
 
 
 class FlatMjjWeights:
@@ -140,8 +145,17 @@ class GANAE(Detector):
     tasks = ("unsupervised", "resonant")
     Config = GANAEConfig
 
+    @classmethod
+    def check(cls, config: GANAEConfig, n_features: int) -> None:
+        # a bottleneck as wide as the input lets the AE learn the identity: every event reconstructs well
+        if config.latent >= n_features:
+            raise UserError(f"gan-ae: latent width {config.latent} is not below the {n_features} input features, "
+                            f"so the autoencoder can copy its input; use -p latent=N with N < {n_features} (default 14)")
+
+    @with_threads
     def fit(self, train: TrainingData, ctx: FitContext) -> None:
         cfg = self.config
+        self.check(cfg, train.n_features)
         gen = seed_torch(ctx.seed)
         self.device = dev = device_of(ctx)
         self.notes: list[str] = []
@@ -220,7 +234,21 @@ class GANAE(Detector):
                 advance(1)
         self.ae.eval()
         self.disc.eval()
+        self.summary_ = {
+            "schedule": f"{cfg.pretrain_epochs} pre-training epochs + {cfg.cycles} cycles x "
+                        f"({cfg.d_epochs} D + {cfg.ae_epochs} AE epochs)",
+            "passes": cfg.pretrain_epochs + cfg.cycles * (cfg.d_epochs + cfg.ae_epochs),
+            "published_schedule": (cfg.pretrain_epochs, cfg.cycles, cfg.d_epochs, cfg.ae_epochs) == (30, 100, 7, 5),
+            "disco": use_mjj,
+            "last_d_loss": self.history["d_loss"][-1] if self.history["d_loss"] else None,
+            "last_ae_loss": self.history["ae_loss"][-1] if self.history["ae_loss"] else None,
+        }
 
+    def training_summary(self) -> dict:
+        """The training schedule that ran (and whether it is the published one), DisCo on/off, the last losses."""
+        return dict(self.summary_)
+
+    @with_threads
     def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
         self.ae.eval()
         with torch.inference_mode():

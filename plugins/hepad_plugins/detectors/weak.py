@@ -32,6 +32,7 @@ from hepad_plugins.detectors._torch import (
     to_numpy,
     train_minibatches,
     weighted_mean,
+    with_threads,
 )
 
 #: Name of the resonant observable among the feature columns (LHCO features include it).
@@ -117,7 +118,8 @@ class ClassifierConfig:
     cap. batch_size [256]. lr [1e-3]: AdamW learning rate. weight_decay [1e-4]:
     AdamW decoupled weight decay. patience [8]: epochs without validation
     improvement before stopping, the best validation weights kept (0: no
-    early stopping, all epochs run and the last weights kept).
+    early stopping, all epochs run and the last weights kept). threads [1]:
+    torch CPU threads while fitting and scoring (0: keep torch's setting).
     """
 
     k_folds: int = 5  # folds (>= 3: one held out, one validation, the rest training)
@@ -127,12 +129,15 @@ class ClassifierConfig:
     lr: float = 1e-3  # AdamW learning rate
     weight_decay: float = 1e-4  # AdamW weight decay
     patience: int = 8  # early-stopping patience in epochs (0: off, last weights kept)
+    threads: int = 1  # torch CPU threads while fitting and scoring (0: keep torch's setting)
 
     def __post_init__(self) -> None:
         if self.k_folds < 3:
             raise ValueError("k_folds must be at least 3 (held-out, validation and training folds)")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs and batch_size must be positive and lr > 0")
+        if self.threads < 0:
+            raise ValueError("threads must be >= 0 (0: keep torch's setting)")
 
 
 @dataclass
@@ -245,6 +250,7 @@ class _WeakClassifier(Detector):
         """(x, y, weight) of the classifier's two samples, all features (mjj dropped later)."""
         raise NotImplementedError
 
+    @with_threads
     def fit(self, train: TrainingData, ctx: FitContext) -> None:
         self._columns = feature_columns(train.features)
         self._device = torch.device(ctx.device)
@@ -252,6 +258,7 @@ class _WeakClassifier(Detector):
         x = x[:, self._columns].astype(np.float64)
         self.result = kfold_classifier(x, y.astype(np.float32), w, self.config, ctx, self.name)
 
+    @with_threads
     def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
         logit = ensemble_logit(self.result, np.asarray(x)[:, self._columns], self._device)
         return np.nan_to_num(logit.astype(np.float64), nan=0.0, posinf=1e6, neginf=-1e6)
