@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Callable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn, MofNCompleteColumn, Progress as RichBar, SpinnerColumn, TaskProgressColumn,
     TextColumn, TimeElapsedColumn, TimeRemainingColumn,
@@ -45,3 +46,15 @@ class RichProgress(Progress):
 
     def log(self, message: str) -> None:
         self.console.log(message)
+
+
+def route_warnings(console: Console | None = None) -> None:
+    """Show Python warnings (cache rebuilt, run skipped, ...) as one ``warning:`` line each, not two with source."""
+    import warnings
+
+    target = console or err_console
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        target.print(f"[yellow]warning:[/yellow] {escape(' '.join(str(message).split()))}", highlight=False, soft_wrap=True)
+
+    warnings.showwarning = show

@@ -4,11 +4,20 @@ A run is a pure function of its :class:`RunSpec` to its result folder: it
 reads the (cached) dataset, fits, scores, computes per-run metrics and writes
 the folder atomically. Nothing is shared between runs except read-only
 dataset tables, so an executor may run specs in any order or place.
+
+The run key holds the dataset's content fingerprint, so other input files
+are other runs. ``run_one`` holds the run's lock (:func:`store.run_lock`) from
+the "already done?" check to the final write: two grids on one output never
+compute a run twice. With ``timeout`` the fit and scoring happen in a forked
+child process that is killed when the time is up (the run is recorded as
+failed and the grid goes on); without it everything stays in this process.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import platform
 import random
 import sys
@@ -28,7 +37,10 @@ from hepad_bench.data import Benchmark, ScoredSignal, TrainingData, Unavailable,
 from hepad_bench.errors import UserError
 from hepad_bench.params import as_dict, build_config, stable_hash
 from hepad_bench.plugins import Registry
-from hepad_bench.store import SCORE_SCHEMA, is_complete, metric_to_json, run_dir, scored_signal, write_run
+from hepad_bench.cache import content_fingerprint
+from hepad_bench.store import (
+    SCORE_SCHEMA, check_writable, is_complete, metric_to_json, run_dir, run_lock, scored_signal, try_lock, write_run,
+)
 
 DEFAULT_SEED = 42
 
@@ -48,7 +60,7 @@ class RunSpec:
 class RunResult:
     spec: RunSpec
     folder: Path
-    status: str  # ok | failed | skipped
+    status: str  # ok | failed | skipped | busy (another process holds the run's lock)
     error: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
@@ -101,6 +113,62 @@ def expand_grid(datasets: list[str], detectors: list[str], seeds: list[int],
             for d in datasets for m in detectors for s in seeds]
 
 
+def call_with_timeout(fn: Any, timeout: float) -> Any:
+    """``fn()`` in a forked child process; TimeoutError when it takes more than ``timeout`` seconds.
+
+    The child inherits the loaded data (no copy until written) and sends the
+    result back through a pipe; on expiry it is killed. An exception in the
+    child comes back as ChildFailure with the child's traceback.
+    """
+    try:
+        ctx = multiprocessing.get_context("fork")
+    except ValueError:
+        raise UserError("--timeout needs the 'fork' start method (Linux, macOS); run without it") from None
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child_main, args=(fn, send), daemon=True)
+    child.start()
+    send.close()
+    try:
+        if not receive.poll(timeout):
+            raise TimeoutError(f"run took more than --timeout {timeout:g} s and was killed")
+        try:
+            status, payload = receive.recv()
+        except EOFError:
+            child.join(5)
+            raise ChildFailure(f"the run's process died (exit code {child.exitcode})", "") from None
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        receive.close()
+    if status == "error":
+        raise ChildFailure(*payload)
+    return payload
+
+
+class ChildFailure(Exception):
+    """An exception raised in the child process of a run with a timeout."""
+
+    def __init__(self, message: str, child_traceback: str):
+        super().__init__(message)
+        self.child_traceback = child_traceback
+
+
+def _child_main(fn: Any, send: Any) -> None:
+    import warnings
+
+    warnings.showwarning = warnings._showwarning_orig  # type: ignore[attr-defined]  # not the parent's console
+    try:
+        result = ("ok", fn())
+    except BaseException as exc:  # everything goes back to the parent, which records it
+        result = ("error", (f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+    try:
+        send.send(result)
+    finally:
+        send.close()
+        os._exit(0)  # no atexit handlers of the parent (progress display, temp dirs) in the child
+
+
 def _seed_everything(seed: int) -> None:
     """Safety net for libraries that use global random state; plugins seed their own generators too."""
     random.seed(seed)
@@ -113,12 +181,13 @@ class Runner:
     """Runs specs in this process, loading each dataset once per distinct options."""
 
     def __init__(self, registry: Registry, output: Path, data_dir: Path | None = None,
-                 progress: Progress | None = None, force: bool = False):
+                 progress: Progress | None = None, force: bool = False, timeout: float | None = None):
         self.registry = registry
         self.output = Path(output)
         self.data_dir = data_dir
         self.progress = progress or Progress()
         self.force = force
+        self.timeout = timeout
         self._benchmarks: dict[tuple, Benchmark] = {}
 
     # -- spec -> identities ------------------------------------------------
@@ -132,10 +201,14 @@ class Runner:
         config = build_config(cls.Config, list(f"{k}={v}" for k, v in spec.params), f"detector {cls.name}")
         return config, {"name": cls.name, "version": cls.version, "config": as_dict(config)}
 
-    def run_key(self, spec: RunSpec) -> str:
+    def data_identity(self, spec: RunSpec) -> dict[str, Any]:
+        """The dataset identity with the content fingerprint of the data actually read (loads the dataset)."""
         _, data_id = self.dataset_identity(spec)
+        return data_id | {"fingerprint": self.benchmark(spec).fingerprint}
+
+    def run_key(self, spec: RunSpec) -> str:
         _, det_id = self.detector_identity(spec)
-        return stable_hash({"dataset": data_id, "detector": det_id, "seed": spec.seed})
+        return stable_hash({"dataset": self.data_identity(spec), "detector": det_id, "seed": spec.seed})
 
     def folder(self, spec: RunSpec) -> Path:
         return run_dir(self.output, spec.dataset, spec.detector, self.run_key(spec))
@@ -152,6 +225,21 @@ class Runner:
                     f"{data_cls.name} is {data_cls.task}"
                 )
 
+    def preflight(self, specs: list[RunSpec]) -> None:
+        """Everything that can fail before training does: names, parameters, the output folder,
+        every dataset's files (loaded once each) and what each detector needs of them."""
+        self.validate(specs)
+        check_writable(self.output)
+        for spec in specs:
+            bench, det_cls = self.benchmark(spec), self.registry.detector(spec.detector)
+            if bench.train.height == 0:
+                raise UserError(f"dataset {spec.dataset} has an empty training split; check its -o options")
+            if bench.validation.height < det_cls.min_validation_events:
+                raise UserError(
+                    f"detector {det_cls.name} needs at least {det_cls.min_validation_events} validation events; "
+                    f"dataset {spec.dataset} has {bench.validation.height} (raise -o validation_fraction)"
+                )
+
     # -- running -----------------------------------------------------------
     def benchmark(self, spec: RunSpec) -> Benchmark:
         options, data_id = self.dataset_identity(spec)
@@ -159,22 +247,51 @@ class Runner:
         if memo_key not in self._benchmarks:
             dataset = self.registry.dataset(spec.dataset)(options)
             bench = dataset.load(self.data_dir, self.progress)
+            if bench.fingerprint is None:  # a dataset without the cache: hash what it returned
+                bench.fingerprint = content_fingerprint(bench)
             self._benchmarks[memo_key] = bench.capped(spec.max_events)
         return self._benchmarks[memo_key]
 
     def run_all(self, specs: list[RunSpec]) -> list[RunResult]:
-        self.validate(specs)
-        return [self.run_one(spec) for spec in specs]
+        self.preflight(specs)
+        return list(self.iter_grid(specs))
 
-    def run_one(self, spec: RunSpec) -> RunResult:
-        folder = self.folder(spec)
+    def iter_grid(self, specs: list[RunSpec], on_start: Any = None):
+        """Results of ``specs``; a run another process is computing is put off to the end and then waited for."""
+        later = []
+        for spec in specs:
+            if on_start is not None:
+                on_start(spec)
+            res = self.run_one(spec, wait=False)
+            if res.status == "busy":
+                self.progress.log("  busy: another process is computing this run; back to it at the end")
+                later.append(spec)
+                continue
+            yield res
+        for spec in later:
+            if on_start is not None:
+                on_start(spec)
+            yield self.run_one(spec, wait=True)
+
+    def run_one(self, spec: RunSpec, wait: bool = True) -> RunResult:
+        """Run one spec under its lock: skipped when complete, ``busy`` (only with ``wait=False``) when locked."""
+        folder = self.folder(spec)  # a UserError here (missing or bad file) stops the grid: nothing else can run
+        lock = run_lock(folder)
+        if not try_lock(lock, wait):
+            return RunResult(spec, folder, "busy")
+        try:
+            return self._run_locked(spec, folder)
+        finally:
+            lock.release()
+
+    def _run_locked(self, spec: RunSpec, folder: Path) -> RunResult:
         if not self.force and is_complete(folder):
             run = json.loads((folder / "run.json").read_text())
             metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
             return RunResult(spec, folder, "skipped", metrics=metrics, run=run)
-        bench = self.benchmark(spec)  # a UserError here (missing file) stops the grid: nothing else can run
+        bench = self.benchmark(spec)
         config, det_id = self.detector_identity(spec)
-        _, data_id = self.dataset_identity(spec)
+        data_id = self.data_identity(spec)
         det_cls = self.registry.detector(spec.detector)
         run: dict[str, Any] = {
             "key": folder.name, "dataset": data_id, "detector": det_id | {"kind": det_cls.kind},
@@ -190,16 +307,34 @@ class Runner:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         try:
-            scores, timing = self._fit_and_score(det_cls, config, bench, spec)
-            metrics = self._metrics(scores, run)
+            scores, timing, metrics = self._compute(det_cls, config, bench, spec, run)
         except Exception as exc:  # a failing detector must not stop the grid
-            run |= {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+            message = str(exc) if isinstance(exc, ChildFailure) else f"{type(exc).__name__}: {exc}"
+            trace = exc.child_traceback if isinstance(exc, ChildFailure) else traceback.format_exc()
+            run |= {"status": "failed", "error": message, "traceback": trace}
             write_run(folder, run, None, None)
             return RunResult(spec, folder, "failed", error=run["error"], run=run)
         run |= {"status": "ok", "error": None} | timing
         write_run(folder, run, scores, metrics)
         # the JSON form, as stored, so a fresh run and a resumed one look the same to callers
         return RunResult(spec, folder, "ok", metrics=metric_to_json(metrics), run=run)
+
+    def _compute(self, det_cls: type[Detector], config: Any, bench: Benchmark, spec: RunSpec,
+                 run: dict[str, Any]) -> tuple[pl.DataFrame, dict, dict]:
+        """Fit, score and compute the per-run metrics: here, or in a child process under ``timeout``."""
+        def compute() -> tuple[pl.DataFrame, dict, dict]:
+            scores, timing = self._fit_and_score(det_cls, config, bench, spec)
+            return scores, timing, self._metrics(scores, run)
+
+        if self.timeout is None:
+            return compute()
+
+        def in_child() -> tuple[pl.DataFrame, dict, dict]:
+            self.progress = Progress()  # the parent's live display is not this process's to draw on
+            return compute()
+
+        run["timeout_seconds"] = self.timeout
+        return call_with_timeout(in_child, self.timeout)
 
     def _training_data(self, bench: Benchmark, kind: str, signal: str | None) -> TrainingData:
         train, val = bench.train, bench.validation

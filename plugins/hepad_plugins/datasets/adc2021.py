@@ -132,6 +132,19 @@ def read_particles(path: Path, progress: Progress | None = None, chunk_rows: int
     return pl.DataFrame({name: out[i] for i, name in enumerate(FEATURES)})
 
 
+def count_events(path: Path) -> int | None:
+    """Events in an ADC2021-layout file from its header only, or None when that cannot be told
+    (the full read then reports the problem)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as fh:
+            ds = fh.get("Particles")
+            return int(ds.shape[0]) if isinstance(ds, h5py.Dataset) and ds.ndim >= 1 else None
+    except (OSError, ValueError):
+        return None
+
+
 def _check_chunk(path: Path, chunk: np.ndarray, start: int) -> None:
     cls = chunk[:, :, 3]
     bad = (cls != 0) & (cls != SLOT_CLASS)
@@ -258,6 +271,8 @@ class ADC2021(Dataset):
             if path is None:
                 warn(progress, f"ADC2021 signal file {spec.names[0]} (or {spec.names[1]}) not found in {where}; "
                                f"signal {sig} skipped (get it from {zenodo_url(spec.record, spec.names[0])})")
+            elif count_events(path) == 0:  # like a missing file: one signal less, not a stopped grid
+                warn(progress, f"ADC2021 signal file {path} holds no events; signal {sig} skipped")
             else:
                 inputs[f"signal/{sig}"] = path
         return inputs
@@ -266,7 +281,7 @@ class ADC2021(Dataset):
         inputs = self.locate(data_dir, progress)
 
         def read_raw(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
-            return cached_raw_table(self.name, path, READER_VERSION, lambda p: read_particles(p, progress))
+            return cached_raw_table(self.name, path, READER_VERSION, lambda p: read_particles(p, progress), progress)
 
         def assemble(raw: dict[str, pl.DataFrame], facts: dict[str, dict[str, Any]]) -> Benchmark:
             meta = {"source": "ADC2021 public files (Zenodo)",
