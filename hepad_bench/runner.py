@@ -8,19 +8,16 @@ dataset tables, so an executor may run specs in any order or place.
 The run key holds the dataset's content fingerprint, so other input files
 are other runs. ``run_one`` holds the run's lock (:func:`store.run_lock`) from
 the "already done?" check to the final write: two grids on one output never
-compute a run twice. With ``timeout`` the fit and scoring happen in a forked
-child process that is killed when the time is up (the run is recorded as
-failed and the grid goes on); without it everything stays in this process.
+compute a run twice. With ``timeout`` the fit and scoring happen in a child
+process (:mod:`hepad_bench.workers`) that is killed when the time is up (the
+run is recorded as failed and the grid goes on); without it everything stays
+in this process.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
 import platform
-import random
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -32,12 +29,13 @@ import numpy as np
 import polars as pl
 
 from hepad_bench import __version__
-from hepad_bench.contracts import Detector, FitContext, Progress
+from hepad_bench.contracts import Detector, Progress
 from hepad_bench.data import Benchmark, ScoredSignal, TrainingData, Unavailable, column_or_none, weights_of
 from hepad_bench.errors import UserError
 from hepad_bench.params import as_dict, build_config, stable_hash
 from hepad_bench.plugins import Registry
 from hepad_bench.cache import content_fingerprint
+from hepad_bench.workers import ChildFailure, ChildWorker, InProcessWorker
 from hepad_bench.store import (
     SCORE_SCHEMA, check_writable, is_complete, metric_to_json, run_dir, run_lock, scored_signal, try_lock, write_run,
 )
@@ -111,70 +109,6 @@ def expand_grid(datasets: list[str], detectors: list[str], seeds: list[int],
     """Every (dataset, detector, seed); ``params`` may be scoped as ``<detector>.<name>``."""
     return [RunSpec(dataset=d, detector=m, seed=s, params=params_for(m, params, detectors), **common)
             for d in datasets for m in detectors for s in seeds]
-
-
-def call_with_timeout(fn: Any, timeout: float) -> Any:
-    """``fn()`` in a forked child process; TimeoutError when it takes more than ``timeout`` seconds.
-
-    The child inherits the loaded data (no copy until written) and sends the
-    result back through a pipe; on expiry it is killed. An exception in the
-    child comes back as ChildFailure with the child's traceback.
-    """
-    try:
-        ctx = multiprocessing.get_context("fork")
-    except ValueError:
-        raise UserError("--timeout needs the 'fork' start method (Linux, macOS); run without it") from None
-    receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child_main, args=(fn, send), daemon=True)
-    child.start()
-    send.close()
-    try:
-        if not receive.poll(timeout):
-            raise TimeoutError(f"run took more than --timeout {timeout:g} s and was killed")
-        try:
-            status, payload = receive.recv()
-        except EOFError:
-            child.join(5)
-            raise ChildFailure(f"the run's process died (exit code {child.exitcode})", "") from None
-    finally:
-        if child.is_alive():
-            child.kill()
-        child.join()
-        receive.close()
-    if status == "error":
-        raise ChildFailure(*payload)
-    return payload
-
-
-class ChildFailure(Exception):
-    """An exception raised in the child process of a run with a timeout."""
-
-    def __init__(self, message: str, child_traceback: str):
-        super().__init__(message)
-        self.child_traceback = child_traceback
-
-
-def _child_main(fn: Any, send: Any) -> None:
-    import warnings
-
-    warnings.showwarning = warnings._showwarning_orig  # type: ignore[attr-defined]  # not the parent's console
-    try:
-        result = ("ok", fn())
-    except BaseException as exc:  # everything goes back to the parent, which records it
-        result = ("error", (f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-    try:
-        send.send(result)
-    finally:
-        send.close()
-        os._exit(0)  # no atexit handlers of the parent (progress display, temp dirs) in the child
-
-
-def _seed_everything(seed: int) -> None:
-    """Safety net for libraries that use global random state; plugins seed their own generators too."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(seed)
 
 
 class Runner:
@@ -307,7 +241,10 @@ class Runner:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         try:
-            scores, timing, metrics = self._compute(det_cls, config, bench, spec, run)
+            if self.timeout is not None:
+                run["timeout_seconds"] = self.timeout
+            scores, timing = self._fit_and_score(det_cls, config, bench, spec)
+            metrics = self._metrics(scores, run)
         except Exception as exc:  # a failing detector must not stop the grid
             message = str(exc) if isinstance(exc, ChildFailure) else f"{type(exc).__name__}: {exc}"
             trace = exc.child_traceback if isinstance(exc, ChildFailure) else traceback.format_exc()
@@ -318,23 +255,6 @@ class Runner:
         write_run(folder, run, scores, metrics)
         # the JSON form, as stored, so a fresh run and a resumed one look the same to callers
         return RunResult(spec, folder, "ok", metrics=metric_to_json(metrics), run=run)
-
-    def _compute(self, det_cls: type[Detector], config: Any, bench: Benchmark, spec: RunSpec,
-                 run: dict[str, Any]) -> tuple[pl.DataFrame, dict, dict]:
-        """Fit, score and compute the per-run metrics: here, or in a child process under ``timeout``."""
-        def compute() -> tuple[pl.DataFrame, dict, dict]:
-            scores, timing = self._fit_and_score(det_cls, config, bench, spec)
-            return scores, timing, self._metrics(scores, run)
-
-        if self.timeout is None:
-            return compute()
-
-        def in_child() -> tuple[pl.DataFrame, dict, dict]:
-            self.progress = Progress()  # the parent's live display is not this process's to draw on
-            return compute()
-
-        run["timeout_seconds"] = self.timeout
-        return call_with_timeout(in_child, self.timeout)
 
     def _training_data(self, bench: Benchmark, kind: str, signal: str | None) -> TrainingData:
         train, val = bench.train, bench.validation
@@ -363,9 +283,9 @@ class Runner:
             extra=extra, task=bench.task, signal=signal, meta=bench.meta,
         )
 
-    def _score_table(self, detector: Detector, bench: Benchmark, sample: str, table: pl.DataFrame, model: str) -> pl.DataFrame:
+    def _score_table(self, bench: Benchmark, sample: str, table: pl.DataFrame, model: str, worker: Any) -> pl.DataFrame:
         mjj = column_or_none(table, bench.resonant)
-        score = np.asarray(detector.score(bench.features_of(table), mjj=mjj), dtype=np.float64).reshape(-1)
+        score = worker.score(bench.features_of(table), mjj)
         if score.shape[0] != table.height:
             raise RuntimeError(f"detector returned {score.shape[0]} scores for {table.height} events of {sample}")
         if not np.all(np.isfinite(score)):
@@ -377,31 +297,35 @@ class Runner:
             "mjj": mjj if mjj is not None else np.full(table.height, None), "label": label.astype(np.int8),
         }, schema=SCORE_SCHEMA)
 
+    def _worker(self, det_cls: type[Detector], config: Any, spec: RunSpec) -> Any:
+        if self.timeout is None:
+            return InProcessWorker(det_cls, config, spec.seed, spec.device, self.progress)
+        return ChildWorker(det_cls, config, spec.seed, spec.device, self.timeout)
+
     def _fit_and_score(self, det_cls: type[Detector], config: Any, bench: Benchmark, spec: RunSpec) -> tuple[pl.DataFrame, dict]:
         per_signal = det_cls.kind == "supervised"
         if per_signal and not bench.signal_train:
             raise UserError(f"dataset {bench.dataset} has no labelled signal training split for {det_cls.name}")
         models = sorted(bench.signal_train) if per_signal else [None]
         parts, fit_s, score_s = [], 0.0, 0.0
-        for signal in models:
-            _seed_everything(spec.seed)
-            detector = det_cls(config)
-            ctx = FitContext(seed=spec.seed, device=spec.device, progress=self.progress)
-            t0 = time.perf_counter()
-            detector.fit(self._training_data(bench, det_cls.kind, signal), ctx)
-            fit_s += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            model = signal or ""
-            targets = [signal] if signal else sorted(bench.signals)
-            with self.progress.task(f"scoring {det_cls.name}", total=len(targets) + 1) as advance:
-                parts.append(self._score_table(detector, bench, "background", bench.test, model))
-                advance(1)
-                for name in targets:
-                    parts.append(self._score_table(detector, bench, name, bench.signals[name], model))
+        worker = self._worker(det_cls, config, spec)
+        try:
+            for signal in models:
+                fit_s += worker.fit(self._training_data(bench, det_cls.kind, signal))
+                t0 = time.perf_counter()
+                model = signal or ""
+                targets = [signal] if signal else sorted(bench.signals)
+                with self.progress.task(f"scoring {det_cls.name}", total=len(targets) + 1) as advance:
+                    parts.append(self._score_table(bench, "background", bench.test, model, worker))
                     advance(1)
-                if "hunt" in bench.extra:
-                    parts.append(self._score_table(detector, bench, "hunt", bench.extra["hunt"], model))
-            score_s += time.perf_counter() - t0
+                    for name in targets:
+                        parts.append(self._score_table(bench, name, bench.signals[name], model, worker))
+                        advance(1)
+                    if "hunt" in bench.extra:
+                        parts.append(self._score_table(bench, "hunt", bench.extra["hunt"], model, worker))
+                score_s += time.perf_counter() - t0
+        finally:
+            worker.close()
         return pl.concat(parts), {"fit_seconds": round(fit_s, 3), "score_seconds": round(score_s, 3)}
 
     def _metrics(self, scores: pl.DataFrame, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
