@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     route_warnings()
     try:
         _load_plugins()  # before parsing: plugins may add sub-commands (``hepad-bench generate ...``)
-        code = app(args=argv, standalone_mode=False)  # click returns Exit codes instead of raising here
+        code = app(args=argv, prog_name="hepad-bench", standalone_mode=False)  # Exit codes are returned, not raised
         if isinstance(code, int) and code != 0:
             sys.exit(code)
     except UserError as exc:
