@@ -244,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _load_plugins()  # before parsing: plugins may add sub-commands (``hepad-bench generate ...``)
         code = app(args=argv, prog_name="hepad-bench", standalone_mode=False)  # Exit codes are returned, not raised
+        if code == 130:  # typer turns Ctrl-C into Exit(130)
+            err_console.print("[red]aborted[/red]")
         if isinstance(code, int) and code != 0:
             sys.exit(code)
     except UserError as exc:

@@ -540,3 +540,18 @@ def test_leaderboard_names_and_skips_unreadable_runs(toy_cli, tmp_path, capsys):
     assert any(str(malformed) in w and "run.json" in w for w in warnings)
     assert (tmp_path / "boards").is_dir() and any((tmp_path / "boards").rglob("*.md"))
     assert tree_digest(results) == before
+
+
+@pytest.mark.parametrize("case, exc, code, text", [
+    ("internal error (a bug, not the user's)", RuntimeError("unexpected state"), 1, "rerun with --debug"),
+    ("interrupted (Ctrl-C)", KeyboardInterrupt(), 130, "aborted"),
+])
+def test_other_exit_codes(monkeypatch, tmp_path, capsys, case, exc, code, text):
+    def explode():
+        raise exc
+
+    monkeypatch.setattr(cli, "registry", explode)
+    got, _, err = invoke(["run", "-d", "toy-norm", "--dataset", "toy", "--output", str(tmp_path)], capsys)
+    lines = lines_of(err)
+    record(case, got, lines[0])
+    assert got == code and len(lines) == 1 and text in lines[0] and "Traceback" not in err
