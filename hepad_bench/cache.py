@@ -4,14 +4,22 @@ The root is ``platformdirs.user_cache_dir("hepad-bench")`` unless
 ``HEPAD_BENCH_CACHE`` is set. Converted tables are keyed by dataset name,
 version and a hash of the options, and written atomically so that many runs
 may read one cache at once and a killed conversion leaves nothing half-made.
+
+Every entry records the sha256 of each Parquet file it wrote (``benchmark.json``)
+and is checked on load: a damaged entry (flipped byte, truncated file) is
+named in one warning, discarded and rebuilt from the source files. The
+benchmark's content fingerprint (:func:`content_fingerprint`, computed once
+when it is built) is stored with it and becomes part of every run key.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +31,12 @@ from hepad_bench.data import Benchmark
 from hepad_bench.params import stable_hash
 
 ENV_CACHE = "HEPAD_BENCH_CACHE"
+#: Bump when the layout of a cache entry changes (older entries are rebuilt).
+CACHE_FORMAT = 2
+
+
+class CorruptCache(Exception):
+    """A cache entry whose files do not match their recorded hashes (or cannot be read)."""
 
 
 def cache_root() -> Path:
@@ -37,24 +51,79 @@ def downloads_dir(dataset: str) -> Path:
     return path
 
 
+def file_sha256(path: Path, block: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def table_sha256(table: pl.DataFrame, digest: Any = None) -> str:
+    """A hash of a table's content (column names, dtypes, values), independent of how it is stored."""
+    digest = digest or hashlib.sha256()
+    digest.update(f"{table.height}\0".encode())
+    for name in table.columns:
+        col = table[name]
+        digest.update(f"{name}\0{col.dtype}\0".encode())
+        if col.dtype.is_numeric() and col.null_count() == 0:
+            digest.update(col.to_numpy().tobytes())
+        else:  # strings, nulls: their text form, null marked apart from any string
+            digest.update("\0".join("\1" if v is None else str(v) for v in col.to_list()).encode())
+    return digest.hexdigest()
+
+
+def content_fingerprint(bench: Benchmark) -> str:
+    """The content hash of every table of a benchmark (what ``Benchmark.fingerprint`` holds)."""
+    digest = hashlib.sha256()
+    for name, table in sorted(bench.tables().items()):
+        digest.update(f"{name}\0".encode())
+        table_sha256(table, digest)
+    return digest.hexdigest()[:16]
+
+
+def verified_parquet(path: Path, sha256: str | None) -> pl.DataFrame:
+    """Read a cached Parquet file whose bytes must hash to ``sha256``; CorruptCache otherwise."""
+    if not path.is_file():
+        raise CorruptCache(f"{path} is missing")
+    if sha256 is None or file_sha256(path) != sha256:
+        raise CorruptCache(f"{path} does not match its recorded sha256")
+    try:
+        return pl.read_parquet(path)
+    except Exception as exc:  # polars raises several types for a damaged file
+        raise CorruptCache(f"{path} cannot be read ({type(exc).__name__})") from None
+
+
+def write_parquet_hashed(table: pl.DataFrame, path: Path) -> str:
+    """Write ``table`` and return the sha256 of the bytes written (the sidecar checks it on load)."""
+    table.write_parquet(path, compression="zstd")
+    return file_sha256(path)
+
+
 def _table_file(name: str) -> str:
     return name.replace("/", "__") + ".parquet"
 
 
 def _write_benchmark(folder: Path, bench: Benchmark) -> None:
+    files = {}
     for name, table in bench.tables().items():
-        table.write_parquet(folder / _table_file(name), compression="zstd")
+        files[_table_file(name)] = write_parquet_hashed(table, folder / _table_file(name))
     header = {
-        "dataset": bench.dataset, "version": bench.version, "task": bench.task,
+        "format": CACHE_FORMAT, "dataset": bench.dataset, "version": bench.version, "task": bench.task,
         "features": bench.features, "resonant": bench.resonant, "meta": bench.meta,
-        "tables": list(bench.tables()),
+        "tables": list(bench.tables()), "files": files, "fingerprint": bench.fingerprint,
     }
     (folder / "benchmark.json").write_text(json.dumps(header, indent=1, default=str))
 
 
 def _read_benchmark(folder: Path) -> Benchmark:
-    header = json.loads((folder / "benchmark.json").read_text())
-    tables = {name: pl.read_parquet(folder / _table_file(name)) for name in header["tables"]}
+    try:
+        header = json.loads((folder / "benchmark.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CorruptCache(f"{folder / 'benchmark.json'} cannot be read ({type(exc).__name__})") from None
+    files = header.get("files", {})
+    tables = {name: verified_parquet(folder / _table_file(name), files.get(_table_file(name)))
+              for name in header["tables"]}
 
     def group(prefix: str) -> dict[str, pl.DataFrame]:
         return {k.split("/", 1)[1]: v for k, v in tables.items() if k.startswith(prefix + "/")}
@@ -64,7 +133,15 @@ def _read_benchmark(folder: Path) -> Benchmark:
         features=header["features"], train=tables["train"], validation=tables["validation"],
         test=tables["test"], signals=group("signal"), signal_train=group("signal_train"),
         extra=group("extra"), resonant=header["resonant"], meta=header["meta"],
+        fingerprint=header["fingerprint"],
     )
+
+
+def _header_format(folder: Path) -> int | None:
+    try:
+        return json.loads((folder / "benchmark.json").read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def cached_benchmark(name: str, version: str, key: dict[str, Any], build: Callable[[], Benchmark]) -> Benchmark:
@@ -72,11 +149,20 @@ def cached_benchmark(name: str, version: str, key: dict[str, Any], build: Callab
 
     ``key`` holds everything that changes the content (options, input file
     sizes/checksums, ...). The second call reads Parquet and never calls ``build``.
+    A damaged entry is named in a warning, discarded and rebuilt.
     """
     folder = cache_root() / "benchmarks" / name / version / stable_hash(key)
     if (folder / "benchmark.json").exists():
-        return _read_benchmark(folder)
+        if _header_format(folder) == CACHE_FORMAT:
+            try:
+                return _read_benchmark(folder)
+            except CorruptCache as exc:
+                warnings.warn(f"damaged cache entry of {name}: {exc}; discarded, rebuilding from the source files",
+                              UserWarning, stacklevel=2)
+        shutil.rmtree(folder, ignore_errors=True)  # damaged, or written by an older hepad-bench
     bench = build()
+    if bench.fingerprint is None:
+        bench.fingerprint = content_fingerprint(bench)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
     try:

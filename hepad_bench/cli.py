@@ -14,9 +14,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from hepad_bench import __version__
-from hepad_bench.console import RichProgress, err_console
+from hepad_bench.console import RichProgress, err_console, route_warnings
 from hepad_bench.errors import UserError
-from hepad_bench.plugins import Registry, load_registry
+from hepad_bench.plugins import Registry, load_registry, register_commands
 from hepad_bench.runner import DEFAULT_SEED, RunResult, Runner, expand_grid, resolve_device
 from hepad_bench.summary import summary_table
 
@@ -37,8 +37,31 @@ def _warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
 
 
+#: The plugins of this process, loaded once before parsing (plugins may add commands);
+#: their warnings are held back and shown by the first command that uses the registry.
+_loaded: dict[str, object] = {}
+
+
+def _load_plugins() -> dict[str, object]:
+    if not _loaded:
+        notes: list[str] = []
+        try:
+            reg: object = load_registry(warn=notes.append)
+            register_commands(reg, app, notes.append)
+        except UserError as exc:  # two plugins claim one name: every command that needs plugins says so
+            reg = exc
+        _loaded.update(registry=reg, notes=notes)
+    return _loaded
+
+
 def registry() -> Registry:
-    return load_registry(warn=_warn)
+    state = _load_plugins()
+    if isinstance(state["registry"], UserError):
+        raise state["registry"]
+    for note in state["notes"]:
+        _warn(note)
+    state["notes"] = []
+    return state["registry"]
 
 
 def _split_pairs(items: list[str], what: str) -> tuple[tuple[str, str], ...]:
@@ -51,15 +74,19 @@ def _split_pairs(items: list[str], what: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                          callback=_print_version)] = False,
 ) -> None:
     _state["debug"] = debug
-    if version:
-        out.print(__version__)
-        raise typer.Exit()
 
 
 @app.command("list")
@@ -94,6 +121,7 @@ def run(
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the dataset's files already on disk.")] = None,
     force: Annotated[bool, typer.Option(help="Rerun runs that are already complete.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds a run may take; a run over it is killed and recorded as failed (runs in a child process).")] = None,
 ) -> None:
     """Train and score detectors on datasets; store every run under OUTPUT."""
     reg = registry()
@@ -106,13 +134,19 @@ def run(
     )
     started = time.perf_counter()
     with RichProgress(enabled=not quiet) as progress:
-        runner = Runner(reg, output, data_dir=data_dir, progress=progress, force=force)
-        runner.validate(specs)
+        runner = Runner(reg, output, data_dir=data_dir, progress=progress, force=force, timeout=timeout)
+        runner.preflight(specs)  # names, parameters, output, data: everything checkable before training
         results = []
-        for i, spec in enumerate(specs, 1):
-            progress.line(f"run {i}/{len(specs)}: {spec.dataset} x {spec.detector}, seed {spec.seed} ({spec.device})")
-            t0 = time.perf_counter()
-            res = runner.run_one(spec)
+        counter = iter(range(1, len(specs) + 1))
+        run_started = [0.0]
+
+        def on_start(spec) -> None:  # noqa: ANN001
+            run_started[0] = time.perf_counter()
+            progress.line(f"run {next(counter, len(specs))}/{len(specs)}: {spec.dataset} x {spec.detector}, "
+                          f"seed {spec.seed} ({spec.device})")
+
+        for res in runner.iter_grid(specs, on_start=on_start):
+            t0 = run_started[0]
             results.append(res)
             note = res.error if res.status == "failed" else str(res.folder)
             progress.line(f"  {res.status} in {time.perf_counter() - t0:.1f} s: {note}",
@@ -187,22 +221,40 @@ def datasets_info(name: Annotated[str, typer.Argument(help="Dataset name.")]) ->
     out.print(Markdown(registry().dataset(name).card or f"{name} has no card"))
 
 
-def _register_plugin_commands() -> None:
-    """Let plugins add sub-commands (``hepad-bench generate ...``)."""
+def _click_errors() -> tuple[type, ...]:
+    """ClickException of click and of the copy typer >= 0.29 bundles (not subclasses of one another)."""
+    import click
+
+    types: list[type] = [click.exceptions.ClickException]
     try:
-        reg = load_registry(warn=lambda _m: None)
-    except UserError:
-        return  # the clash is reported by whichever command runs
-    if reg.manager is not None:
-        reg.manager.hook.hepad_register_commands(cli=app)
+        from typer._click import exceptions as bundled
+
+        types.append(bundled.ClickException)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def _usage_error(exc: Exception) -> None:
+    """A usage error in one line, naming the option (exit 2); bare ``hepad-bench`` has printed its help (exit 0)."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        sys.exit(0)
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    err_console.print(f"[red]error:[/red] {escape(' '.join(message.split()))}{hint}", highlight=False, soft_wrap=True)
+    sys.exit(getattr(exc, "exit_code", 2) or 2)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    route_warnings()
     try:
-        _register_plugin_commands()
-        code = app(args=argv, standalone_mode=False)  # click returns Exit codes instead of raising here
+        _load_plugins()  # before parsing: plugins may add sub-commands (``hepad-bench generate ...``)
+        code = app(args=argv, prog_name="hepad-bench", standalone_mode=False)  # Exit codes are returned, not raised
+        if code == 130:  # typer turns Ctrl-C into Exit(130)
+            err_console.print("[red]aborted[/red]")
         if isinstance(code, int) and code != 0:
             sys.exit(code)
     except UserError as exc:
@@ -216,11 +268,8 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("[red]aborted[/red]")
         sys.exit(130)
     except Exception as exc:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if isinstance(exc, _click_errors()):
+            _usage_error(exc)
         if debug:
             raise
         err_console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback)", highlight=False, soft_wrap=True)

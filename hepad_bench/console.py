@@ -85,3 +85,15 @@ class RichProgress(Progress):
         """One line per message that was shown once but sent several times."""
         for kind, message, times in self.repeated():
             self.line(f"({kind} sent {times} times in this grid, shown once: {message})", style="dim")
+
+
+def route_warnings(console: Console | None = None) -> None:
+    """Show Python warnings (cache rebuilt, run skipped, ...) as one ``warning:`` line each, not two with source."""
+    import warnings
+
+    target = console or err_console
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        target.print(f"[yellow]warning:[/yellow] {escape(' '.join(str(message).split()))}", highlight=False, soft_wrap=True)
+
+    warnings.showwarning = show

@@ -85,6 +85,8 @@ class Detector(ABC):
     kind: ClassVar[str] = "unsupervised"
     Config: ClassVar[type] = EmptyConfig
     tasks: ClassVar[tuple[str, ...]] = ("unsupervised", "resonant")
+    #: validation events ``fit`` needs; the runner checks it before any training
+    min_validation_events: ClassVar[int] = 0
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()

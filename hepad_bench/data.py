@@ -56,6 +56,10 @@ class Benchmark:
     #: Free-form facts recorded in run.json (options, split sizes, signal
     #: region, normalisation for limits, ...). Must be JSON-serialisable.
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Content hash of the data this benchmark was built from (set by the cache
+    #: when it converts; the runner hashes the tables when a dataset leaves it
+    #: None). Part of every run key, so other input files mean other runs.
+    fingerprint: str | None = None
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """Every table under a unique name (for caching and event counts)."""
@@ -82,7 +86,7 @@ class Benchmark:
             validation=self.validation.head(max_events), test=self.test.head(max_events),
             signals=cap(self.signals), signal_train=cap(self.signal_train),
             extra=cap(self.extra), resonant=self.resonant,
-            meta=self.meta | {"max_events": max_events},
+            meta=self.meta | {"max_events": max_events}, fingerprint=self.fingerprint,
         )
 
     def features_of(self, table: pl.DataFrame) -> np.ndarray:

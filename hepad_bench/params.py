@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from typing import Any
@@ -47,7 +48,10 @@ def _convert(raw: str, tp: Any) -> Any:
     if tp is int:
         return int(raw)
     if tp is float:
-        return float(raw)
+        value = float(raw)
+        if not math.isfinite(value):  # nan passes every "x <= 0" check in __post_init__ and fails the run late
+            raise ValueError(raw)
+        return value
     if tp is str:
         return raw
     raise TypeError(f"unsupported type {tp}")
@@ -87,6 +91,7 @@ def build_config(config_type: type, overrides: list[str] | dict[str, str], owner
         except (ValueError, TypeError):
             raise UserError(
                 f"bad value '{raw}' for {owner} parameter '{name}': expected {_type_name(hints[name])}"
+                + (" (finite)" if hints[name] is float else "")
             ) from None
     try:
         return config_type(**values)

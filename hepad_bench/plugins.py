@@ -110,6 +110,33 @@ def _check_class(obj: Any, bases: tuple[type, ...]) -> str | None:
     return None
 
 
+class _BadReturn(Exception):
+    """A hook returned something other than a list of classes."""
+
+
+def _hook_classes(returned: Any, hook_name: str) -> list[Any]:
+    """The hook's return value as a list, or _BadReturn (a bare class or 42 must not break every command)."""
+    if returned is None:
+        return []
+    if not isinstance(returned, (list, tuple)):
+        raise _BadReturn(f"{hook_name} returned {returned!r} ({type(returned).__name__}), expected a list of classes")
+    return list(returned)
+
+
+def register_commands(registry: Registry, cli: Any, warn: Callable[[str], None]) -> None:
+    """Call every plugin's ``hepad_register_commands`` on its own: one that raises is recorded as broken."""
+    if registry.manager is None:
+        return
+    for impl in registry.manager.hook.hepad_register_commands.get_hookimpls():
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:
+            dist, _, plugin_name = impl.plugin_name.rpartition(":")  # registered as "<dist>:<entry point>"
+            reason = f"hepad_register_commands raised {type(exc).__name__}: {exc}"
+            registry.broken.append(BrokenPlugin(plugin_name, dist or "unknown", reason))
+            warn(f"plugin {plugin_name} ({dist or 'unknown'}) is broken and skipped: {reason}")
+
+
 def _kind_of(cls: type) -> str:
     if issubclass(cls, Detector):
         return cls.kind
@@ -169,10 +196,11 @@ def load_registry(extra_plugins: list[tuple[str, Any]] | None = None, warn: Call
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             plugin_name, dist = origins.get(id(impl.plugin), (impl.plugin_name, "unknown"))
             try:
-                classes = impl.function() or []
-            except Exception as exc:
-                registry.broken.append(BrokenPlugin(plugin_name, dist, f"{hook_name} raised {type(exc).__name__}: {exc}"))
-                warn(f"plugin {plugin_name} ({dist}) is broken and skipped: {hook_name} raised {exc}")
+                classes = _hook_classes(impl.function(), hook_name)
+            except Exception as exc:  # raised, or returned something that is not a list of classes
+                reason = str(exc) if isinstance(exc, _BadReturn) else f"{hook_name} raised {type(exc).__name__}: {exc}"
+                registry.broken.append(BrokenPlugin(plugin_name, dist, reason))
+                warn(f"plugin {plugin_name} ({dist}) is broken and skipped: {reason}")
                 continue
             for cls in classes:
                 problem = _check_class(cls, bases)

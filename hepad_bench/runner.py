@@ -4,14 +4,20 @@ A run is a pure function of its :class:`RunSpec` to its result folder: it
 reads the (cached) dataset, fits, scores, computes per-run metrics and writes
 the folder atomically. Nothing is shared between runs except read-only
 dataset tables, so an executor may run specs in any order or place.
+
+The run key holds the dataset's content fingerprint, so other input files
+are other runs. ``run_one`` holds the run's lock (:func:`store.run_lock`) from
+the "already done?" check to the final write: two grids on one output never
+compute a run twice. With ``timeout`` the fit and scoring happen in a child
+process (:mod:`hepad_bench.workers`) that is killed when the time is up (the
+run is recorded as failed and the grid goes on); without it everything stays
+in this process.
 """
 
 from __future__ import annotations
 
 import json
 import platform
-import random
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -23,13 +29,16 @@ import numpy as np
 import polars as pl
 
 from hepad_bench import __version__
-from hepad_bench.contracts import Detector, FitContext, Progress
-from hepad_bench.cost import measure_cost
+from hepad_bench.contracts import Detector, Progress
 from hepad_bench.data import Benchmark, ScoredSignal, TrainingData, Unavailable, column_or_none, weights_of
 from hepad_bench.errors import UserError
 from hepad_bench.params import as_dict, build_config, stable_hash
 from hepad_bench.plugins import Registry
-from hepad_bench.store import SCORE_SCHEMA, is_complete, metric_to_json, run_dir, scored_signal, write_run
+from hepad_bench.cache import content_fingerprint
+from hepad_bench.workers import ChildFailure, ChildWorker, InProcessWorker
+from hepad_bench.store import (
+    SCORE_SCHEMA, check_writable, is_complete, metric_to_json, run_dir, run_lock, scored_signal, try_lock, write_run,
+)
 
 DEFAULT_SEED = 42
 
@@ -49,7 +58,7 @@ class RunSpec:
 class RunResult:
     spec: RunSpec
     folder: Path
-    status: str  # ok | failed | skipped
+    status: str  # ok | failed | skipped | busy (another process holds the run's lock)
     error: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
@@ -102,24 +111,17 @@ def expand_grid(datasets: list[str], detectors: list[str], seeds: list[int],
             for d in datasets for m in detectors for s in seeds]
 
 
-def _seed_everything(seed: int) -> None:
-    """Safety net for libraries that use global random state; plugins seed their own generators too."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(seed)
-
-
 class Runner:
     """Runs specs in this process, loading each dataset once per distinct options."""
 
     def __init__(self, registry: Registry, output: Path, data_dir: Path | None = None,
-                 progress: Progress | None = None, force: bool = False):
+                 progress: Progress | None = None, force: bool = False, timeout: float | None = None):
         self.registry = registry
         self.output = Path(output)
         self.data_dir = data_dir
         self.progress = progress or Progress()
         self.force = force
+        self.timeout = timeout
         self._benchmarks: dict[tuple, Benchmark] = {}
 
     # -- spec -> identities ------------------------------------------------
@@ -133,10 +135,14 @@ class Runner:
         config = build_config(cls.Config, list(f"{k}={v}" for k, v in spec.params), f"detector {cls.name}")
         return config, {"name": cls.name, "version": cls.version, "config": as_dict(config)}
 
-    def run_key(self, spec: RunSpec) -> str:
+    def data_identity(self, spec: RunSpec) -> dict[str, Any]:
+        """The dataset identity with the content fingerprint of the data actually read (loads the dataset)."""
         _, data_id = self.dataset_identity(spec)
+        return data_id | {"fingerprint": self.benchmark(spec).fingerprint}
+
+    def run_key(self, spec: RunSpec) -> str:
         _, det_id = self.detector_identity(spec)
-        return stable_hash({"dataset": data_id, "detector": det_id, "seed": spec.seed})
+        return stable_hash({"dataset": self.data_identity(spec), "detector": det_id, "seed": spec.seed})
 
     def folder(self, spec: RunSpec) -> Path:
         return run_dir(self.output, spec.dataset, spec.detector, self.run_key(spec))
@@ -155,6 +161,21 @@ class Runner:
             if getattr(det_cls.check, "__func__", None) is not Detector.check.__func__:  # only then load the dataset here
                 det_cls.check(self.detector_identity(spec)[0], len(self.benchmark(spec).features))
 
+    def preflight(self, specs: list[RunSpec]) -> None:
+        """Everything that can fail before training does: names, parameters, the output folder,
+        every dataset's files (loaded once each) and what each detector needs of them."""
+        self.validate(specs)
+        check_writable(self.output)
+        for spec in specs:
+            bench, det_cls = self.benchmark(spec), self.registry.detector(spec.detector)
+            if bench.train.height == 0:
+                raise UserError(f"dataset {spec.dataset} has an empty training split; check its -o options")
+            if bench.validation.height < det_cls.min_validation_events:
+                raise UserError(
+                    f"detector {det_cls.name} needs at least {det_cls.min_validation_events} validation events; "
+                    f"dataset {spec.dataset} has {bench.validation.height} (raise -o validation_fraction)"
+                )
+
     # -- running -----------------------------------------------------------
     def benchmark(self, spec: RunSpec) -> Benchmark:
         options, data_id = self.dataset_identity(spec)
@@ -162,22 +183,51 @@ class Runner:
         if memo_key not in self._benchmarks:
             dataset = self.registry.dataset(spec.dataset)(options)
             bench = dataset.load(self.data_dir, self.progress)
+            if bench.fingerprint is None:  # a dataset without the cache: hash what it returned
+                bench.fingerprint = content_fingerprint(bench)
             self._benchmarks[memo_key] = bench.capped(spec.max_events)
         return self._benchmarks[memo_key]
 
     def run_all(self, specs: list[RunSpec]) -> list[RunResult]:
-        self.validate(specs)
-        return [self.run_one(spec) for spec in specs]
+        self.preflight(specs)
+        return list(self.iter_grid(specs))
 
-    def run_one(self, spec: RunSpec) -> RunResult:
-        folder = self.folder(spec)
+    def iter_grid(self, specs: list[RunSpec], on_start: Any = None):
+        """Results of ``specs``; a run another process is computing is put off to the end and then waited for."""
+        later = []
+        for spec in specs:
+            if on_start is not None:
+                on_start(spec)
+            res = self.run_one(spec, wait=False)
+            if res.status == "busy":
+                self.progress.log("  busy: another process is computing this run; back to it at the end")
+                later.append(spec)
+                continue
+            yield res
+        for spec in later:
+            if on_start is not None:
+                on_start(spec)
+            yield self.run_one(spec, wait=True)
+
+    def run_one(self, spec: RunSpec, wait: bool = True) -> RunResult:
+        """Run one spec under its lock: skipped when complete, ``busy`` (only with ``wait=False``) when locked."""
+        folder = self.folder(spec)  # a UserError here (missing or bad file) stops the grid: nothing else can run
+        lock = run_lock(folder)
+        if not try_lock(lock, wait):
+            return RunResult(spec, folder, "busy")
+        try:
+            return self._run_locked(spec, folder)
+        finally:
+            lock.release()
+
+    def _run_locked(self, spec: RunSpec, folder: Path) -> RunResult:
         if not self.force and is_complete(folder):
             run = json.loads((folder / "run.json").read_text())
             metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
             return RunResult(spec, folder, "skipped", metrics=metrics, run=run)
-        bench = self.benchmark(spec)  # a UserError here (missing file) stops the grid: nothing else can run
+        bench = self.benchmark(spec)
         config, det_id = self.detector_identity(spec)
-        _, data_id = self.dataset_identity(spec)
+        data_id = self.data_identity(spec)
         det_cls = self.registry.detector(spec.detector)
         run: dict[str, Any] = {
             "key": folder.name, "dataset": data_id, "detector": det_id | {"kind": det_cls.kind},
@@ -193,10 +243,14 @@ class Runner:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         try:
+            if self.timeout is not None:
+                run["timeout_seconds"] = self.timeout
             scores, timing = self._fit_and_score(det_cls, config, bench, spec)
             metrics = self._metrics(scores, run)
         except Exception as exc:  # a failing detector must not stop the grid
-            run |= {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+            message = str(exc) if isinstance(exc, ChildFailure) else f"{type(exc).__name__}: {exc}"
+            trace = exc.child_traceback if isinstance(exc, ChildFailure) else traceback.format_exc()
+            run |= {"status": "failed", "error": message, "traceback": trace}
             write_run(folder, run, None, None)
             return RunResult(spec, folder, "failed", error=run["error"], run=run)
         run |= {"status": "ok", "error": None} | timing
@@ -231,9 +285,9 @@ class Runner:
             extra=extra, task=bench.task, signal=signal, meta=bench.meta,
         )
 
-    def _score_table(self, detector: Detector, bench: Benchmark, sample: str, table: pl.DataFrame, model: str) -> pl.DataFrame:
+    def _score_table(self, bench: Benchmark, sample: str, table: pl.DataFrame, model: str, worker: Any) -> pl.DataFrame:
         mjj = column_or_none(table, bench.resonant)
-        score = np.asarray(detector.score(bench.features_of(table), mjj=mjj), dtype=np.float64).reshape(-1)
+        score = worker.score(bench.features_of(table), mjj)
         if score.shape[0] != table.height:
             raise RuntimeError(f"detector returned {score.shape[0]} scores for {table.height} events of {sample}")
         if not np.all(np.isfinite(score)):
@@ -245,39 +299,43 @@ class Runner:
             "mjj": mjj if mjj is not None else np.full(table.height, None), "label": label.astype(np.int8),
         }, schema=SCORE_SCHEMA)
 
+    def _worker(self, det_cls: type[Detector], config: Any, spec: RunSpec) -> Any:
+        if self.timeout is None:
+            return InProcessWorker(det_cls, config, spec.seed, spec.device, self.progress)
+        return ChildWorker(det_cls, config, spec.seed, spec.device, self.timeout)
+
     def _fit_and_score(self, det_cls: type[Detector], config: Any, bench: Benchmark, spec: RunSpec) -> tuple[pl.DataFrame, dict]:
         per_signal = det_cls.kind == "supervised"
         if per_signal and not bench.signal_train:
             raise UserError(f"dataset {bench.dataset} has no labelled signal training split for {det_cls.name}")
         models = sorted(bench.signal_train) if per_signal else [None]
         parts, fit_s, score_s, extra = [], 0.0, 0.0, {}
-        for signal in models:
-            _seed_everything(spec.seed)
-            detector = det_cls(config)
-            ctx = FitContext(seed=spec.seed, device=spec.device, progress=self.progress)
-            t0 = time.perf_counter()
-            detector.fit(self._training_data(bench, det_cls.kind, signal), ctx)
-            fit_s += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            model = signal or ""
-            targets = [signal] if signal else sorted(bench.signals)
-            with self.progress.task(f"scoring {det_cls.name}", total=len(targets) + 1) as advance:
-                parts.append(self._score_table(detector, bench, "background", bench.test, model))
-                background_s = time.perf_counter() - t0
-                advance(1)
-                for name in targets:
-                    parts.append(self._score_table(detector, bench, name, bench.signals[name], model))
+        worker = self._worker(det_cls, config, spec)
+        try:
+            for signal in models:
+                fit_s += worker.fit(self._training_data(bench, det_cls.kind, signal))
+                t0 = time.perf_counter()
+                model = signal or ""
+                targets = [signal] if signal else sorted(bench.signals)
+                with self.progress.task(f"scoring {det_cls.name}", total=len(targets) + 1) as advance:
+                    parts.append(self._score_table(bench, "background", bench.test, model, worker))
+                    background_s = time.perf_counter() - t0
                     advance(1)
-                if "hunt" in bench.extra:
-                    parts.append(self._score_table(detector, bench, "hunt", bench.extra["hunt"], model))
-            score_s += time.perf_counter() - t0
-            # model cost once (per-signal models share the architecture); a summary per fitted model
-            if "cost" not in extra:
-                extra["cost"] = measure_cost(detector, bench.features_of(bench.test),
-                                             column_or_none(bench.test, bench.resonant), background_s)
-            summary = detector.training_summary()
-            if summary is not None:
-                extra.setdefault("training_summary", {})[model] = summary
+                    for name in targets:
+                        parts.append(self._score_table(bench, name, bench.signals[name], model, worker))
+                        advance(1)
+                    if "hunt" in bench.extra:
+                        parts.append(self._score_table(bench, "hunt", bench.extra["hunt"], model, worker))
+                score_s += time.perf_counter() - t0
+                # model cost once (per-signal models share the architecture); a summary per fitted model
+                if "cost" not in extra:
+                    extra["cost"] = worker.cost(bench.features_of(bench.test),
+                                                column_or_none(bench.test, bench.resonant), background_s)
+                summary = worker.training_summary()
+                if summary is not None:
+                    extra.setdefault("training_summary", {})[model] = summary
+        finally:
+            worker.close()
         return pl.concat(parts), {"fit_seconds": round(fit_s, 3), "score_seconds": round(score_s, 3)} | extra
 
     def _metrics(self, scores: pl.DataFrame, run: dict[str, Any]) -> dict[str, dict[str, Any]]:

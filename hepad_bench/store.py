@@ -5,6 +5,12 @@
 everything is written into a hidden temporary folder that is renamed into
 place, so a killed run leaves no half result and other runs' folders are
 never touched.
+
+Concurrent writers (two grids on one ``--output``, a future ``--jobs``) are
+serialised per run by a lock file ``<dataset>/<detector>/.<run-key>.lock``
+(``filelock``): the runner holds it from "is this run done?" to the final
+rename, so a run is computed once, and ``write_run`` takes it too, so two
+writers never race on the rename.
 """
 
 from __future__ import annotations
@@ -13,12 +19,16 @@ import json
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+from filelock import FileLock, Timeout
+
+from hepad_bench.errors import UserError
 
 from hepad_bench.data import ScoredSample, ScoredSignal, Unavailable
 
@@ -34,6 +44,35 @@ SCORE_SCHEMA = {
 
 def run_dir(root: Path, dataset: str, detector: str, key: str) -> Path:
     return Path(root) / dataset / detector / key
+
+
+def run_lock(folder: Path) -> FileLock:
+    """The lock of one run folder; re-entrant within a process (the runner holds it around write_run)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(folder.with_name(f".{folder.name}.lock"), is_singleton=True)
+
+
+def try_lock(lock: FileLock, wait: bool) -> bool:
+    """Acquire ``lock``; with ``wait=False`` return False at once when another process holds it."""
+    try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except Timeout:
+        return False
+    return True
+
+
+def check_writable(root: Path) -> None:
+    """Fail before any training when the results folder cannot be created or written."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--output {root} exists and is not a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        raise UserError(f"--output {root} is not writable ({exc.strerror or exc})") from None
 
 
 def is_complete(folder: Path) -> bool:
@@ -57,9 +96,14 @@ def metric_to_json(value: Any) -> Any:
 
 
 def write_run(folder: Path, run: dict[str, Any], scores: pl.DataFrame | None, metrics: dict[str, Any] | None) -> Path:
-    """Write a run's files into place atomically (replacing an older run of the same key)."""
+    """Write a run's files into place atomically (replacing an older run of the same key), under the run's lock."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    with run_lock(folder):
+        return _write_run_locked(folder, run, scores, metrics)
+
+
+def _write_run_locked(folder: Path, run: dict[str, Any], scores: pl.DataFrame | None,
+                      metrics: dict[str, Any] | None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
     try:
         if scores is not None:
@@ -132,14 +176,22 @@ def scored_signal(scores: pl.DataFrame, signal: str, run: dict[str, Any]) -> Sco
     )
 
 
-def iter_runs(root: Path) -> list[StoredRun]:
-    """Every run folder under ``root`` (hidden temporary folders excluded)."""
+def iter_runs(root: Path, warn: Callable[[str], None] | None = None) -> list[StoredRun]:
+    """Every run folder under ``root`` (hidden temporary folders excluded).
+
+    A run.json that cannot be read is skipped and, given ``warn``, named.
+    """
     out = []
     for path in sorted(Path(root).glob(f"*/*/*/{RUN_JSON}")):
         if any(part.startswith(".") for part in path.relative_to(root).parts):
             continue
         try:
-            out.append(StoredRun(path.parent, json.loads(path.read_text())))
-        except (OSError, json.JSONDecodeError):
+            run = json.loads(path.read_text())
+            if not isinstance(run, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+            if warn is not None:
+                warn(f"skipped unreadable run {path.parent}: {RUN_JSON} {type(exc).__name__}: {' '.join(str(exc).split())}")
             continue
+        out.append(StoredRun(path.parent, run))
     return out

@@ -22,7 +22,44 @@ import polars as pl
 from hepad_bench.data import ScoredSignal, Unavailable
 from hepad_bench.errors import UserError
 from hepad_bench.params import stable_hash
-from hepad_bench.store import StoredRun, iter_runs
+from hepad_bench.store import METRICS, SCORES, StoredRun, iter_runs
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def unreadable(run: StoredRun) -> str | None:
+    """Why a stored run cannot be used (damaged metrics.json or scores.parquet), or None.
+
+    Failed runs have no scores to check. The Parquet footer is read here (a
+    truncated file fails); damage deeper in the file is caught where the
+    scores are read (:class:`ScoreCache`).
+    """
+    if not run.ok:
+        return None
+    try:
+        if not isinstance(run.metrics(), dict):
+            return f"{METRICS} is not a JSON object"
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"{METRICS} {type(exc).__name__}"
+    try:
+        pl.read_parquet_schema(run.folder / SCORES)
+    except Exception as exc:  # polars raises several types for a damaged file
+        return f"{SCORES} cannot be read ({type(exc).__name__})"
+    return None
+
+
+def readable_runs(results: Path) -> list[StoredRun]:
+    """The runs under ``results`` that can be read; each other one is named in a warning and skipped."""
+    out = []
+    for run in iter_runs(Path(results), warn=_warn):
+        problem = unreadable(run)
+        if problem:
+            _warn(f"skipped unreadable run {run.folder}: {problem}")
+            continue
+        out.append(run)
+    return out
 
 
 @dataclass(frozen=True)
@@ -209,7 +246,7 @@ def collect_sections(results: Path, defaults: Defaults | None = None) -> list[Se
     registry): they name rows by their non-default parameters and keep a
     dataset's default variant in a folder named by the dataset alone.
     """
-    runs = iter_runs(Path(results))
+    runs = readable_runs(Path(results))
     if not runs:
         raise UserError(f"no runs found under {results}; run 'hepad-bench run --output {results}' first")
     groups: dict[str, list[StoredRun]] = defaultdict(list)
@@ -264,14 +301,19 @@ class ScoreCache:
     """Scores of each run loaded once per section."""
 
     def __init__(self) -> None:
-        self._frames: dict[Path, pl.DataFrame] = {}
+        self._frames: dict[Path, pl.DataFrame | None] = {}
 
     def scored(self, run: StoredRun, signal: str) -> ScoredSignal | None:
         if signal not in run.signals():
             return None
         if run.folder not in self._frames:
-            self._frames[run.folder] = run.scores()
-        return run.scored(signal, self._frames[run.folder])
+            try:
+                self._frames[run.folder] = run.scores()
+            except Exception as exc:  # damage the footer check could not see: this run drops out, the rest go on
+                _warn(f"skipped unreadable run {run.folder}: {SCORES} cannot be read ({type(exc).__name__})")
+                self._frames[run.folder] = None
+        frame = self._frames[run.folder]
+        return None if frame is None else run.scored(signal, frame)
 
     def clear(self) -> None:
         self._frames.clear()

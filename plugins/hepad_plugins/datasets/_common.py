@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from hepad_bench.cache import cache_root, downloads_dir
+from hepad_bench.cache import (
+    CorruptCache, cache_root, downloads_dir, table_sha256, verified_parquet, write_parquet_hashed,
+)
 from hepad_bench.contracts import Progress
 from hepad_bench.data import PROCESS, WEIGHT
 from hepad_bench.errors import UserError
@@ -90,26 +92,38 @@ def download(url: str, name: str, folder: Path) -> Path:
 
 # -- cache of converted raw tables -------------------------------------------
 def cached_raw_table(dataset: str, path: Path, converter_version: str,
-                     convert: Callable[[Path], pl.DataFrame]) -> tuple[pl.DataFrame, dict[str, Any]]:
+                     convert: Callable[[Path], pl.DataFrame],
+                     progress: Progress | None = None) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The raw (unsplit, unpreprocessed) table of one input file, converted once.
 
     Stored as Parquet (zstd) under the cache root keyed by the file's identity,
     so a change of split or preprocessing options never reads the input again
     and the raw values are stored once whatever the options. Returns the table
-    and the facts recorded about the input (size, sha256 of the bytes read).
+    and the facts recorded about the input (size, sha256 of the bytes read,
+    content hash of the converted table). The sidecar JSON holds the sha256 of
+    the Parquet file; a cached file that does not match it (or cannot be read)
+    is named in a warning and converted again from ``path``.
     """
     ident = file_identity(path)
     folder = cache_root() / "converted" / dataset
     stem = f"{path.stem}-{stable_hash({'file': ident, 'converter': converter_version})}"
     table_path, info_path = folder / f"{stem}.parquet", folder / f"{stem}.json"
     if table_path.exists() and info_path.exists():
-        return pl.read_parquet(table_path), json.loads(info_path.read_text())
+        try:
+            info = json.loads(info_path.read_text())
+            if "parquet_sha256" in info:  # entries of older versions carry no hash: converted again silently
+                return verified_parquet(table_path, info["parquet_sha256"]), info
+        except CorruptCache as exc:
+            warn(progress or Progress(), f"damaged cache entry of {dataset}: {exc}; discarded, converting {path} again")
+        except ValueError:
+            warn(progress or Progress(), f"damaged cache entry of {dataset}: {info_path} is not JSON; converting {path} again")
     table = convert(path)
-    info = {"file": path.name, "size": ident["size"], "sha256": sha256_of(path), "events": table.height}
+    info = {"file": path.name, "size": ident["size"], "sha256": sha256_of(path), "events": table.height,
+            "table_sha256": table_sha256(table)}
     folder.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
     try:
-        table.write_parquet(tmp / "t.parquet", compression="zstd")
+        info["parquet_sha256"] = write_parquet_hashed(table, tmp / "t.parquet")
         (tmp / "t.json").write_text(json.dumps(info, indent=1))
         (tmp / "t.parquet").replace(table_path)  # the table first: the json marks it complete
         (tmp / "t.json").replace(info_path)

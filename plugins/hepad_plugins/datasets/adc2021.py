@@ -88,7 +88,8 @@ CHUNK_ROWS = 200_000
 READER_VERSION = "1"
 
 
-def read_particles(path: Path, progress: Progress | None = None, chunk_rows: int = CHUNK_ROWS) -> pl.DataFrame:
+def read_particles(path: Path, progress: Progress | None = None, chunk_rows: int = CHUNK_ROWS,
+                   allow_empty: bool = False) -> pl.DataFrame:
     """The 57 raw (pT, eta, phi) columns (float32) of one ADC2021-layout HDF5 file.
 
     Validates the layout (``Particles`` present, shape (N, 19, 4), floating
@@ -118,6 +119,8 @@ def read_particles(path: Path, progress: Progress | None = None, chunk_rows: int
             if tuple(n.strip().lower() for n in names) != PARTICLE_NAMES:
                 raise DataError(f"{path}: 'Particles_Names' is {names}, expected Pt, Eta, Phi, Class")
         n = ds.shape[0]
+        if n == 0 and allow_empty:  # an empty signal file: the loader skips that signal with a warning
+            return pl.DataFrame(schema={name: pl.Float32 for name in FEATURES})
         if n == 0:
             raise DataError(f"{path}: 'Particles' holds no events")
         out = np.empty((len(FEATURES), n), dtype=np.float32)  # one row per feature: columns without a copy
@@ -267,16 +270,23 @@ class ADC2021(Dataset):
         inputs = self.locate(data_dir, progress)
 
         def read_raw(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
-            return cached_raw_table(self.name, path, READER_VERSION, lambda p: read_particles(p, progress))
+            allow_empty = path != inputs["background"]  # an empty background is an error, an empty signal is skipped
+            return cached_raw_table(self.name, path, READER_VERSION,
+                                    lambda p: read_particles(p, progress, allow_empty=allow_empty), progress)
 
         def assemble(raw: dict[str, pl.DataFrame], facts: dict[str, dict[str, Any]]) -> Benchmark:
+            empty = sorted(r.split("/", 1)[1] for r, t in raw.items() if r.startswith("signal/") and t.height == 0)
+            raw = {r: t for r, t in raw.items() if not (r.startswith("signal/") and t.height == 0)}
             meta = {"source": "ADC2021 public files (Zenodo)",
-                    "missing_signals": sorted(set(SIGNALS) - {r.split("/", 1)[1] for r in raw if "/" in r})}
+                    "missing_signals": sorted(set(SIGNALS) - {r.split("/", 1)[1] for r in raw if "/" in r}),
+                    "empty_signals": empty}
             return assemble_unsupervised(self.name, self.version, self.options, raw, facts, meta)
 
         bench = load_benchmark(self.name, self.version, self.options, inputs, read_raw, assemble,
                                reader_version=READER_VERSION)
         bench.meta |= adc2021_rate()  # published background rate; added after the cache (data unchanged)
+        for sig in bench.meta.get("empty_signals", []):  # on every load, cached or not, like a missing file
+            warn(progress, f"ADC2021 signal file {inputs[f'signal/{sig}']} holds no events; signal {sig} skipped")
         return bench
 
 

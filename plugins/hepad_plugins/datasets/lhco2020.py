@@ -285,7 +285,7 @@ class LHCO2020(Dataset):
                             f"or download {zenodo_url(RECORD, FILE)} into --data-dir")
 
         def read_raw(p: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
-            return cached_raw_table(self.name, p, READER_VERSION, lambda q: dijet_features(read_lhco_table(q)))
+            return cached_raw_table(self.name, p, READER_VERSION, lambda q: dijet_features(read_lhco_table(q)), progress)
 
         def assemble(raw: dict[str, pl.DataFrame], facts: dict[str, dict[str, Any]]) -> Benchmark:
             return assemble_resonant(self.name, self.version, self.options, raw["events"], facts,

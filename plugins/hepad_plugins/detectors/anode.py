@@ -151,6 +151,7 @@ class Anode(Detector):
 
     name = "anode"
     version = "1"
+    min_validation_events = 1  # each density stops early on the validation likelihood
     kind = "weakly_supervised"
     tasks = ("resonant",)
     Config = AnodeConfig

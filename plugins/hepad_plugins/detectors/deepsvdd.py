@@ -97,9 +97,11 @@ class DeepSVDD(Detector):
         gen = seed_torch(ctx.seed)
         self.device = device_of(ctx)
         self.inputs = ScaledInputs(StandardScaler(), train.x, self.device)
-        x, x_val = self.inputs(train.x), self.inputs(train.x_val)
-        w = tensor(train.weight, self.device)
-        w_val = tensor(train.weight_val, self.device)
+        x, w = self.inputs(train.x), tensor(train.weight, self.device)
+        # an empty validation split (-o validation_fraction=0) turns early stopping off, as in ae
+        has_val = train.x_val is not None and len(train.x_val) > 0
+        x_val = self.inputs(train.x_val) if has_val else None
+        w_val = tensor(train.weight_val, self.device) if has_val else None
         self.net = bias_free_network(train.n_features, tuple(cfg.hidden), cfg.rep_dim).to(self.device)
 
         if cfg.pretrain_epochs:
@@ -119,7 +121,7 @@ class DeepSVDD(Detector):
 
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.history = train_minibatches(
-            [self.net], opt, batch_loss, x.shape[0], val_loss=val_loss, epochs=cfg.epochs,
+            [self.net], opt, batch_loss, x.shape[0], val_loss=val_loss if has_val else None, epochs=cfg.epochs,
             batch_size=cfg.batch_size, patience=cfg.patience, generator=gen, device=self.device,
             ctx=ctx, description="deepsvdd",
         )
@@ -144,7 +146,8 @@ class DeepSVDD(Detector):
 
         opt = torch.optim.Adam(autoencoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.pretrain_history = train_minibatches(
-            [autoencoder], opt, batch_loss, x.shape[0], val_loss=val_loss, epochs=cfg.pretrain_epochs,
+            [autoencoder], opt, batch_loss, x.shape[0], val_loss=val_loss if x_val is not None else None,
+            epochs=cfg.pretrain_epochs,
             batch_size=cfg.batch_size, patience=cfg.patience, generator=gen, device=self.device,
             ctx=ctx, description="deepsvdd pre-training",
         )

@@ -141,6 +141,7 @@ class GANAE(Detector):
 
     name = "gan-ae"
     version = "1"
+    min_validation_events = 1  # pre-training selects its best epoch on the validation split
     kind = "unsupervised"
     tasks = ("unsupervised", "resonant")
     Config = GANAEConfig
