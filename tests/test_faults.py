@@ -140,8 +140,8 @@ def test_other_input_files_are_other_runs(adc_dirs, results_a, capsys):
     (first,) = results_a.glob("adc2021/hbos/*/run.json")
     code, _, err = invoke(["run", "-d", "hbos", "--dataset", "adc2021", "--data-dir", str(adc_dirs[1]),
                            "--output", str(results_a), *FAST], capsys)
-    record("--data-dir B after a run on A (different files)", code, lines_of(err, "ok:")[0])
-    assert code == 0 and lines_of(err, "ok:") and not lines_of(err, "skipped:")
+    record("--data-dir B after a run on A (different files)", code, lines_of(err, " ok in ")[0])
+    assert code == 0 and lines_of(err, " ok in ") and not lines_of(err, " skipped in ")
     runs = [json.loads(p.read_text()) for p in results_a.glob("adc2021/hbos/*/run.json")]
     assert len(runs) == 2
     fingerprints = {r["dataset"]["fingerprint"] for r in runs}
@@ -150,7 +150,7 @@ def test_other_input_files_are_other_runs(adc_dirs, results_a, capsys):
     # the same files again: the same key, nothing recomputed
     code, _, err = invoke(["run", "-d", "hbos", "--dataset", "adc2021", "--data-dir", str(adc_dirs[1]),
                            "--output", str(results_a), *FAST], capsys)
-    assert code == 0 and lines_of(err, "skipped:") and not lines_of(err, "ok:")
+    assert code == 0 and lines_of(err, " skipped in ") and not lines_of(err, " ok in ")
 
 
 def test_data_dir_missing_the_background_is_an_error_not_old_numbers(adc_dirs, results_a, tmp_path, capsys):
@@ -342,8 +342,8 @@ def test_empty_validation_split(adc_dirs, tmp_path, capsys):
     base = ["--dataset", "adc2021", "--data-dir", str(adc_dirs[0]), "-o", "validation_fraction=0",
             "--output", str(tmp_path / "out"), *FAST]
     code, _, err = invoke(["run", "-d", "deepsvdd", "-p", "epochs=2", "-p", "pretrain_epochs=1", *base], capsys)
-    record("deepsvdd with -o validation_fraction=0", code, lines_of(err, "ok:")[0] if lines_of(err, "ok:") else err)
-    assert code == 0 and lines_of(err, "ok:"), err
+    record("deepsvdd with -o validation_fraction=0", code, lines_of(err, " ok in ")[0] if lines_of(err, " ok in ") else err)
+    assert code == 0 and lines_of(err, " ok in "), err
     expect_error("gan-ae with -o validation_fraction=0", ["run", "-d", "gan-ae", *base], capsys, "validation")
 
 
@@ -419,7 +419,7 @@ def test_hanging_detector_times_out_and_the_grid_goes_on(toy_cli, tmp_path, caps
 def test_failing_detector_is_recorded(toy_cli, tmp_path, capsys):
     code, _, err = invoke(["run", "-d", "toy-failing", "-d", "toy-norm", "--dataset", "toy", "--quiet",
                            "--device", "cpu", "--output", str(tmp_path)], capsys)
-    record("detector raises in fit", code, lines_of(err, "runs failed")[0])
+    record("detector raises in fit", code, lines_of(err, " failed in ")[0])
     assert code == 1 and len(list(tmp_path.glob("toy/*/*/run.json"))) == 2
 
 
@@ -480,9 +480,9 @@ def test_kill_9_mid_grid_then_resume(tmp_path, capsys, toy_cli):
         code, _, err = invoke(args, capsys)
     finally:
         del os.environ[fault_plugin.FIT_LOG]
-    record("kill -9 mid-grid, then the same command", code, f"{len(lines_of(err, 'skipped:'))} skipped, "
-           f"{len(lines_of(err, 'ok:'))} ok")
-    assert code == 0 and len(lines_of(err, "skipped:")) == len(done)
+    record("kill -9 mid-grid, then the same command", code, f"{len(lines_of(err, ' skipped in '))} skipped, "
+           f"{len(lines_of(err, ' ok in '))} ok")
+    assert code == 0 and len(lines_of(err, " skipped in ")) == len(done)
     after = _complete_folders(out)
     assert len(after) == 6 and {k: after[k] for k in done} == done  # the finished runs are untouched
 
