@@ -103,6 +103,25 @@ def _summary(results: list[RunResult]) -> None:
     out.print(table)
 
 
+def _searches(results: list[RunResult], output: Path) -> None:
+    """Best window and global significance of every sliding-window scan among ``results``."""
+    from hepad_bench import search
+
+    found = search.summarise(results)
+    if not found:
+        return
+    table = Table(title="sliding-window searches (Sidak over windows x cuts; see hepad_bench/search.py)")
+    for col in ("dataset", "detector", "seed", "null", "signal", "windows", "best SR (TeV)", "local Z", "global Z"):
+        table.add_column(col)
+    for s in found:
+        best = s.best
+        table.add_row(s.dataset, s.detector, str(s.seed), "yes" if s.null_control else "no", s.signal,
+                      str(len(s.windows)), "-" if best is None else f"{best.signal_region[0]:g}-{best.signal_region[1]:g}",
+                      _fmt(None if best is None else best.z_local), _fmt(s.z_global))
+        search.write(s, output)
+    out.print(table)
+
+
 @app.command()
 def run(
     detector: Annotated[list[str], typer.Option("--detector", "-d", help="Detector name (repeatable: a grid).")],
@@ -116,8 +135,15 @@ def run(
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the dataset's files already on disk.")] = None,
     force: Annotated[bool, typer.Option(help="Rerun runs that are already complete.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    null_controls: Annotated[bool, typer.Option(help="Also run each resonant run on its background-only twin.")] = True,
 ) -> None:
-    """Train and score detectors on datasets; store every run under OUTPUT."""
+    """Train and score detectors on datasets; store every run under OUTPUT.
+
+    On resonant datasets every run is followed by its null control (the same
+    data without injected signal; --no-null-controls skips them), and
+    -o sr_scan=LOW:HIGH:STEP runs one training per signal-region window and
+    reports the best window with its global significance.
+    """
     reg = registry()
     if data_dir is not None and not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder")
@@ -128,15 +154,18 @@ def run(
     )
     with RichProgress(enabled=not quiet) as progress:
         runner = Runner(reg, output, data_dir=data_dir, progress=progress, force=force)
+        specs = runner.expand(specs, null_controls=null_controls)
         runner.validate(specs)
         results = []
         for spec in specs:
-            progress.log(f"{spec.dataset} x {spec.detector} (seed {spec.seed}, {spec.device})")
+            null = ", null control" if spec.null_of is not None else ""
+            progress.log(f"{spec.dataset} x {spec.detector} (seed {spec.seed}, {spec.device}{null})")
             res = runner.run_one(spec)
             results.append(res)
             note = res.error if res.status == "failed" else str(res.folder)
             progress.log(f"  {res.status}: {note}")
     _summary(results)
+    _searches(results, output)
     failed = [r for r in results if r.status == "failed"]
     if failed:
         err_console.print(f"[red]{len(failed)} of {len(results)} runs failed[/red] (see run.json in each folder)")

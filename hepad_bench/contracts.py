@@ -19,6 +19,8 @@ import numpy as np
 from hepad_bench.data import Benchmark, MetricValue, ScoredSignal, TrainingData
 
 DETECTOR_KINDS = ("unsupervised", "weakly_supervised", "supervised")
+#: Where a detector's score may be used in a resonant search (see ``Detector.score_region``).
+SCORE_REGIONS = ("everywhere", "sr+sidebands", "sr")
 
 
 @dataclass
@@ -68,6 +70,16 @@ class Detector(ABC):
 
     ``supervised`` detectors are fitted once per signal, on that signal's own
     labelled training split; the others once per run.
+
+    Resonant searches: ``score_region`` says where the score means what it was
+    trained to mean, so where a search may cut on it: ``"everywhere"``
+    (unsupervised and supervised detectors, LaCATHODE), ``"sr+sidebands"``
+    (a classifier trained on the signal region and its sidebands, CWoLa) or
+    ``"sr"`` (trained for the signal region only: ANODE, CATHODE, the
+    idealised classifier). ``None`` (the default) means by kind:
+    weakly supervised -> ``"sr"``, else ``"everywhere"``. A detector that
+    scores its own training data out of fold (CWoLa hunting's k-folding)
+    returns those scores from :meth:`training_scores`.
     """
 
     name: ClassVar[str]
@@ -75,6 +87,7 @@ class Detector(ABC):
     kind: ClassVar[str] = "unsupervised"
     Config: ClassVar[type] = EmptyConfig
     tasks: ClassVar[tuple[str, ...]] = ("unsupervised", "resonant")
+    score_region: ClassVar[str | None] = None
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
@@ -86,6 +99,25 @@ class Detector(ABC):
     @abstractmethod
     def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
         """Anomaly score per row of ``x`` (float32 (n, d)); ``mjj`` on resonant tasks."""
+
+    def training_scores(self) -> np.ndarray | None:
+        """Out-of-fold scores of the training pool, or None (the default: the detector has none).
+
+        One value per row of the ``TrainingData`` it was fitted on, training
+        rows then validation rows (``x`` then ``x_val``), each from a model
+        that never saw that row; NaN for rows the method did not use. The
+        runner stores them as the sample ``training`` so that a search can
+        select on the data the method trained on (CWoLa hunting).
+        """
+        return None
+
+
+def score_region_of(cls: type[Detector]) -> str:
+    """The detector's ``score_region``, its kind's default where it sets none."""
+    region = getattr(cls, "score_region", None)
+    if region is None:
+        return "sr" if cls.kind == "weakly_supervised" else "everywhere"
+    return region
 
 
 class Dataset(ABC):
@@ -102,6 +134,10 @@ class Dataset(ABC):
     task: ClassVar[str] = "unsupervised"
     card: ClassVar[str] = ""
     Options: ClassVar[type] = EmptyConfig
+    #: ``-o`` pairs that make this dataset's background-only twin (same splits, no injected
+    #: signal). Where set, the runner adds the twin of every run of a detector that searches
+    #: the data (null control); empty: no twin.
+    null_options: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, options: Any = None):
         self.options = options if options is not None else self.Options()
@@ -112,6 +148,14 @@ class Dataset(ABC):
 
     def fetch(self, progress: Progress) -> list[Path]:
         """Download the public files into the cache; datasets that ship with the package need none."""
+        return []
+
+    def scan_options(self) -> list[tuple[tuple[str, str], ...]]:
+        """The ``-o`` pairs of each run these options expand into (a sliding-window scan), in order.
+
+        Empty (the default): one run. The runner appends each window's pairs to
+        the spec's options, so every window is a run of its own.
+        """
         return []
 
 

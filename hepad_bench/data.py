@@ -153,6 +153,10 @@ class ScoredSignal:
 
     ``hunt``: scores of held-out data over the full resonant range (resonant
     tasks), with truth labels; bump-hunt metrics use it.
+    ``training``: the detector's out-of-fold scores of its own training pool
+    (``Detector.training_scores``), with mjj and truth labels, where it has them.
+    ``score_region``: where the score may be cut on in a search
+    (``Detector.score_region``: everywhere, sr+sidebands or sr).
     """
 
     signal: str
@@ -161,6 +165,8 @@ class ScoredSignal:
     task: Task = "unsupervised"
     hunt: ScoredSample | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    training: ScoredSample | None = None
+    score_region: str = "everywhere"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import random
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,12 @@ import numpy as np
 import polars as pl
 
 from hepad_bench import __version__
-from hepad_bench.contracts import Detector, FitContext, Progress
+from hepad_bench.contracts import Detector, FitContext, Progress, score_region_of
 from hepad_bench.data import Benchmark, ScoredSignal, TrainingData, Unavailable, column_or_none, weights_of
 from hepad_bench.errors import UserError
 from hepad_bench.params import as_dict, build_config, stable_hash
 from hepad_bench.plugins import Registry
-from hepad_bench.store import SCORE_SCHEMA, is_complete, metric_to_json, run_dir, scored_signal, write_run
+from hepad_bench.store import SCORE_SCHEMA, TRAINING, is_complete, metric_to_json, run_dir, scored_signal, write_run
 
 DEFAULT_SEED = 42
 
@@ -42,6 +42,8 @@ class RunSpec:
     params: tuple[tuple[str, str], ...] = ()
     device: str = "cpu"
     max_events: int | None = None
+    #: Set on a background-only twin (null control): the dataset options of the run it controls.
+    null_of: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass
@@ -101,6 +103,11 @@ def expand_grid(datasets: list[str], detectors: list[str], seeds: list[int],
             for d in datasets for m in detectors for s in seeds]
 
 
+def with_options(spec: RunSpec, pairs: tuple[tuple[str, str], ...], **changes: Any) -> RunSpec:
+    """``spec`` with ``pairs`` appended to its dataset options (a later pair overrides an earlier one)."""
+    return replace(spec, dataset_options=(*spec.dataset_options, *pairs), **changes)
+
+
 def _seed_everything(seed: int) -> None:
     """Safety net for libraries that use global random state; plugins seed their own generators too."""
     random.seed(seed)
@@ -141,7 +148,13 @@ class Runner:
         return run_dir(self.output, spec.dataset, spec.detector, self.run_key(spec))
 
     def validate(self, specs: list[RunSpec]) -> None:
-        """Fail early, before any training, on names, parameters and task mismatches."""
+        """Fail early, before any training, on names, parameters and task mismatches.
+
+        Resonant datasets are also loaded here (the load is memoised, so it is
+        not repeated): their signal region, sidebands and scan windows are
+        checked against the data, and a region with too few events is a
+        UserError before any detector trains.
+        """
         for spec in specs:
             self.dataset_identity(spec)
             self.detector_identity(spec)
@@ -151,6 +164,38 @@ class Runner:
                     f"detector {det_cls.name} needs a {' or '.join(det_cls.tasks)} dataset; "
                     f"{data_cls.name} is {data_cls.task}"
                 )
+        for spec in specs:
+            if self.registry.dataset(spec.dataset).task == "resonant":
+                self.benchmark(spec)
+
+    def expand(self, specs: list[RunSpec], null_controls: bool = True) -> list[RunSpec]:
+        """Scans into one spec per window, then each spec followed by its background-only twin.
+
+        A dataset whose options ask for a scan (``Dataset.scan_options``, e.g.
+        ``-o sr_scan=2.9:4.5:0.2``) becomes one run per window. Where the
+        dataset defines ``null_options`` (resonant datasets: no injected
+        signal), every run gets its null-control twin, right after it, with
+        ``null_of`` set to the options of the run it controls; a run that
+        already is background-only gets none.
+        """
+        out: list[RunSpec] = []
+        for spec in specs:
+            options, _ = self.dataset_identity(spec)
+            data_cls = self.registry.dataset(spec.dataset)
+            windows = data_cls(options).scan_options()
+            for window in windows or [()]:
+                run = with_options(spec, tuple(window))
+                out.append(run)
+                null = tuple(data_cls.null_options)
+                if null_controls and null and spec.null_of is None and not self._is_null(run, null):
+                    out.append(with_options(run, null, null_of=run.dataset_options))
+        return out
+
+    def _is_null(self, spec: RunSpec, null: tuple[tuple[str, str], ...]) -> bool:
+        """Whether ``spec``'s options already are the background-only ones."""
+        mine, _ = self.dataset_identity(spec)
+        twin, _ = self.dataset_identity(with_options(spec, null))
+        return as_dict(mine) == as_dict(twin)
 
     # -- running -----------------------------------------------------------
     def benchmark(self, spec: RunSpec) -> Benchmark:
@@ -162,9 +207,21 @@ class Runner:
             self._benchmarks[memo_key] = bench.capped(spec.max_events)
         return self._benchmarks[memo_key]
 
-    def run_all(self, specs: list[RunSpec]) -> list[RunResult]:
+    def run_all(self, specs: list[RunSpec], null_controls: bool = True) -> list[RunResult]:
+        specs = self.expand(specs, null_controls)
         self.validate(specs)
         return [self.run_one(spec) for spec in specs]
+
+    def _pairing(self, spec: RunSpec) -> dict[str, Any]:
+        """run.json fields linking a run and its null control (by run key)."""
+        data_cls = self.registry.dataset(spec.dataset)
+        if spec.null_of is not None:
+            return {"null_control": True, "null_control_of": self.run_key(replace(spec, dataset_options=spec.null_of,
+                                                                                      null_of=None))}
+        if data_cls.null_options and not self._is_null(spec, tuple(data_cls.null_options)):
+            twin = with_options(spec, tuple(data_cls.null_options))
+            return {"null_control": False, "null_twin": self.run_key(twin)}
+        return {"null_control": False}
 
     def run_one(self, spec: RunSpec) -> RunResult:
         folder = self.folder(spec)
@@ -177,7 +234,8 @@ class Runner:
         _, data_id = self.dataset_identity(spec)
         det_cls = self.registry.detector(spec.detector)
         run: dict[str, Any] = {
-            "key": folder.name, "dataset": data_id, "detector": det_id | {"kind": det_cls.kind},
+            "key": folder.name, "dataset": data_id,
+            "detector": det_id | {"kind": det_cls.kind, "score_region": score_region_of(det_cls)},
             "seed": spec.seed, "device": spec.device, "task": bench.task,
             "signals": sorted(bench.signals), "event_counts": bench.event_counts(),
             "dataset_meta": bench.meta, "resonant": bench.resonant,
@@ -188,7 +246,7 @@ class Runner:
                 "python": platform.python_version(),
             },
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+        } | self._pairing(spec)
         try:
             scores, timing = self._fit_and_score(det_cls, config, bench, spec)
             metrics = self._metrics(scores, run)
@@ -206,6 +264,11 @@ class Runner:
         y = y_val = None
         if kind == "supervised":
             assert signal is not None
+            # Background = the background rows only: on resonant data the training
+            # tables carry injected signal (label 1), which must not be taught as
+            # background. The signal comes from its own labelled split.
+            if "label" in train.columns:
+                train, val = train.filter(pl.col("label") == 0), val.filter(pl.col("label") == 0)
             sig = bench.signal_train[signal]
             n_val = max(1, sig.height // 5)
             sig_tr, sig_val = sig.slice(n_val), sig.head(n_val)
@@ -242,6 +305,24 @@ class Runner:
             "mjj": mjj if mjj is not None else np.full(table.height, None), "label": label.astype(np.int8),
         }, schema=SCORE_SCHEMA)
 
+    def _training_table(self, oof: np.ndarray, bench: Benchmark, model: str) -> pl.DataFrame:
+        """The detector's out-of-fold scores of train + validation (rows it did not use, NaN, left out)."""
+        pool = pl.concat([bench.train, bench.validation], how="vertical_relaxed")
+        oof = np.asarray(oof, dtype=np.float64).reshape(-1)
+        if oof.shape[0] != pool.height:
+            raise RuntimeError(f"detector returned {oof.shape[0]} training scores for {pool.height} training events")
+        used = ~np.isnan(oof)
+        if np.isinf(oof[used]).any():
+            raise RuntimeError("detector returned infinite out-of-fold training scores")
+        rows = np.flatnonzero(used)
+        mjj = column_or_none(pool, bench.resonant)
+        label = pool["label"].to_numpy() if "label" in pool.columns else np.zeros(pool.height)
+        return pl.DataFrame({
+            "sample": [TRAINING] * len(rows), "model": [model] * len(rows), "event": rows.astype(np.int64),
+            "score": oof[rows], "weight": weights_of(pool)[rows],
+            "mjj": mjj[rows] if mjj is not None else np.full(len(rows), None), "label": label[rows].astype(np.int8),
+        }, schema=SCORE_SCHEMA)
+
     def _fit_and_score(self, det_cls: type[Detector], config: Any, bench: Benchmark, spec: RunSpec) -> tuple[pl.DataFrame, dict]:
         per_signal = det_cls.kind == "supervised"
         if per_signal and not bench.signal_train:
@@ -266,6 +347,9 @@ class Runner:
                     advance(1)
                 if "hunt" in bench.extra:
                     parts.append(self._score_table(detector, bench, "hunt", bench.extra["hunt"], model))
+                oof = detector.training_scores()
+                if oof is not None:
+                    parts.append(self._training_table(oof, bench, model))
             score_s += time.perf_counter() - t0
         return pl.concat(parts), {"fit_seconds": round(fit_s, 3), "score_seconds": round(score_s, 3)}
 

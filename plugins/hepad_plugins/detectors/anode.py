@@ -147,6 +147,7 @@ class Anode(Detector):
     name = "anode"
     version = "1"
     kind = "weakly_supervised"
+    score_region = "sr"  # p_SR is learnt in the SR only: the ratio means nothing in the sidebands
     tasks = ("resonant",)
     Config = AnodeConfig
 
