@@ -111,6 +111,20 @@ class Detector(ABC):
         """
         return None
 
+    def background_template(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """(scores, mjj or None) of the method's own model of the signal-region background, or None.
+
+        Events the method takes for SR background that no model scored them
+        after training on them: the idealised classifier's out-of-fold scores
+        of its perfectly modelled background, ANODE's (and CATHODE's) samples
+        of the sideband density interpolated into the SR. A search uses the
+        fraction of them above a cut as the cut's background efficiency in
+        the SR (CATHODE's background estimate), so a score valid only in the
+        SR is never cut on in the sidebands. The runner stores them as the
+        sample ``sr_template``.
+        """
+        return None
+
 
 def score_region_of(cls: type[Detector]) -> str:
     """The detector's ``score_region``, its kind's default where it sets none."""

@@ -155,6 +155,8 @@ class ScoredSignal:
     tasks), with truth labels; bump-hunt metrics use it.
     ``training``: the detector's out-of-fold scores of its own training pool
     (``Detector.training_scores``), with mjj and truth labels, where it has them.
+    ``template``: scores of the detector's own model of the SR background
+    (``Detector.background_template``), where it has one.
     ``score_region``: where the score may be cut on in a search
     (``Detector.score_region``: everywhere, sr+sidebands or sr).
     """
@@ -166,6 +168,7 @@ class ScoredSignal:
     hunt: ScoredSample | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     training: ScoredSample | None = None
+    template: ScoredSample | None = None
     score_region: str = "everywhere"
 
 

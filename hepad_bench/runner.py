@@ -28,7 +28,7 @@ from hepad_bench.data import Benchmark, ScoredSignal, TrainingData, Unavailable,
 from hepad_bench.errors import UserError
 from hepad_bench.params import as_dict, build_config, stable_hash
 from hepad_bench.plugins import Registry
-from hepad_bench.store import SCORE_SCHEMA, TRAINING, is_complete, metric_to_json, run_dir, scored_signal, write_run
+from hepad_bench.store import SCORE_SCHEMA, TEMPLATE, TRAINING, is_complete, metric_to_json, run_dir, scored_signal, write_run
 
 DEFAULT_SEED = 42
 
@@ -323,6 +323,18 @@ class Runner:
             "mjj": mjj[rows] if mjj is not None else np.full(len(rows), None), "label": label[rows].astype(np.int8),
         }, schema=SCORE_SCHEMA)
 
+    def _template_table(self, score: np.ndarray, mjj: np.ndarray | None, model: str) -> pl.DataFrame:
+        """The detector's own SR background model, scored (finite scores only)."""
+        score = np.asarray(score, dtype=np.float64).reshape(-1)
+        if not np.all(np.isfinite(score)):
+            raise RuntimeError(f"detector returned {int((~np.isfinite(score)).sum())} non-finite background-template scores")
+        n = len(score)
+        return pl.DataFrame({
+            "sample": [TEMPLATE] * n, "model": [model] * n, "event": np.arange(n, dtype=np.int64), "score": score,
+            "weight": np.ones(n), "mjj": np.asarray(mjj, dtype=np.float64) if mjj is not None else np.full(n, None),
+            "label": np.zeros(n, dtype=np.int8),
+        }, schema=SCORE_SCHEMA)
+
     def _fit_and_score(self, det_cls: type[Detector], config: Any, bench: Benchmark, spec: RunSpec) -> tuple[pl.DataFrame, dict]:
         per_signal = det_cls.kind == "supervised"
         if per_signal and not bench.signal_train:
@@ -350,6 +362,9 @@ class Runner:
                 oof = detector.training_scores()
                 if oof is not None:
                     parts.append(self._training_table(oof, bench, model))
+                template = detector.background_template()
+                if template is not None:
+                    parts.append(self._template_table(*template, model))
             score_s += time.perf_counter() - t0
         return pl.concat(parts), {"fit_seconds": round(fit_s, 3), "score_seconds": round(score_s, 3)}
 

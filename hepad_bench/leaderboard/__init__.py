@@ -20,6 +20,7 @@ import polars as pl
 
 from hepad_bench.leaderboard.collect import ScoreCache, Section, collect_sections, evaluate_comparative
 from hepad_bench.leaderboard.html import SectionPage, render_page
+from hepad_bench.leaderboard.resonant import write_resonant_tables
 from hepad_bench.leaderboard.tables import (
     CORRELATION,
     Table,
@@ -46,6 +47,8 @@ shipped samples and regenerates this folder, and the `leaderboards` CI workflow 
   background efficiency and AUC per signal, mean ± std over seeds; upper limit on mu relative to
   the supervised DNN), failed runs, ROC/SIC curves, score distributions, score correlations.
 - `<dataset>/leaderboard.csv`, `<dataset>/mu_limit.csv`: the tables as numbers.
+- `<dataset>/resonant.md`, `resonant.csv` (resonant datasets): the search's significance with signal
+  next to the fake-discovery rate of its background-only null controls.
 - `numbers.parquet` (and per dataset): every number in long format: dataset, dataset_version,
   detector, detector_version, config_hash, seed, signal, metric, value, unavailable (the reason
   where a value could not be computed), source.
@@ -154,6 +157,7 @@ def build_leaderboards(results: Path, output: Path, registry, plots: bool = True
                    ("every number (Parquet)", f"{section.slug}/numbers.parquet"), ("Markdown", f"{section.slug}/README.md")],
             notes=fig_notes,
         ))
+    readme += write_resonant_tables(sections, output, written)  # significance next to the null controls
     _write(output / "README.md", "\n".join(readme).rstrip() + "\n", written)
     _write(output / "index.html", render_page(TITLE, INTRO, pages), written)
     _write_parquet(pl.concat(numbers, how="vertical"), output / "numbers.parquet", written)

@@ -206,6 +206,7 @@ class _WeakClassifier(Detector):
         self._columns = feature_columns(train.features)
         self._device = torch.device(ctx.device)
         x, y, w = self._samples(train)
+        self._y = y
         x = x[:, self._columns].astype(np.float64)
         self.result = kfold_classifier(x, y.astype(np.float32), w, self.config, ctx, self.name)
 
@@ -284,7 +285,7 @@ class Idealised(_WeakClassifier):
     """
 
     name = "idealised"
-    version = "1"
+    version = "2"  # 2: background template (out-of-fold scores of the background model) for the search readout
     score_region = "sr"
 
     def _samples(self, train: TrainingData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -296,12 +297,23 @@ class Idealised(_WeakClassifier):
         model_w = train.extra.get("background_model_weight")
         model_w = np.ones(len(model)) if model_w is None else np.asarray(model_w, dtype=np.float64)
         model_mjj = train.extra.get("background_model_mjj")
+        in_sr = slice(None)
         if model_mjj is not None:  # keep the model to the same signal region as the data
             in_sr, _ = region_masks(model_mjj, train.meta)
             model, model_w = model[in_sr], model_w[in_sr]
         x_all = np.concatenate([x[sr], model])
         y = np.r_[np.ones(int(sr.sum())), np.zeros(len(model))].astype(np.float32)
+        self._template_mjj = None if model_mjj is None else np.asarray(model_mjj, dtype=np.float64)[in_sr]
         return x_all, y, np.concatenate([w[sr], model_w])
+
+    def background_template(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Out-of-fold logits of the background-model events (its SR background, as CATHODE's samples)."""
+        n = self._n_template
+        return np.nan_to_num(self.result.oof_logit[-n:], nan=0.0, posinf=1e6, neginf=-1e6), self._template_mjj
+
+    def fit(self, train: TrainingData, ctx: FitContext) -> None:
+        super().fit(train, ctx)
+        self._n_template = int((np.asarray(self._y) == 0).sum())  # the model rows come last in the pool
 
 
 @hookimpl

@@ -28,9 +28,14 @@ Which events, and which scores (``ScoredSignal.score_region``):
   that held it out (CWoLa hunting's k-folding);
 * otherwise the held-out ``hunt`` data;
 * a detector whose score is valid only in the SR (``score_region == "sr"``:
-  ANODE, CATHODE, the idealised classifier) gets no value: cutting on its
-  score in the sidebands would use it where it was not trained, and the
-  fit could not be trusted (that is what LaCATHODE fixes).
+  ANODE, CATHODE, the idealised classifier) is never cut on in the
+  sidebands (it was not trained there, and the fit could not be trusted:
+  that is what LaCATHODE fixes). Instead the *pre-cut* sidebands of the
+  hunt data are fitted, and the SR background after the cut is that
+  prediction times the cut's efficiency on the detector's own model of the
+  SR background (``Detector.background_template``: the idealised
+  classifier's out-of-fold scores of its background sample, ANODE's p_BG
+  samples; CATHODE's background estimate). Without a template: no value.
 
 Sidebands of the readout: the dataset's override (``sb_width`` /
 ``sidebands``) where set, else CWoLa hunting's adjacent 0.2 TeV windows, the
@@ -62,7 +67,7 @@ SQRT_S = 13.0  # TeV
 CUTS: tuple[tuple[str, float], ...] = (("10%", 0.10), ("1%", 0.01))
 BINS_PER_SR = 8
 #: Fewer selected sideband events than this: no fit.
-MIN_SIDEBAND_EVENTS = 10
+MIN_SIDEBAND_EVENTS = 5
 
 
 # -- the dijet function and its Poisson fit -------------------------------------------------
@@ -211,11 +216,40 @@ def sideband_readout(mjj: np.ndarray, weight: np.ndarray, selected: np.ndarray, 
     return Readout(n_on, background, sigma, p, z, chi2 / (n_sb_bins - n_params), n_params)
 
 
+def template_readout(mjj: np.ndarray, weight: np.ndarray, score: np.ndarray, threshold: float,
+                     template: ScoredSample, meta: dict) -> Readout | str:
+    """SR background after the cut = (pre-cut sideband-fit SR background) x (template efficiency of the cut).
+
+    For scores valid in the SR only (CATHODE's background estimate): the
+    sidebands are fitted *before* any cut, so the score is never used there;
+    the cut's background efficiency comes from the method's own SR
+    background model. sigma_B^2 = (eff sigma_pre)^2 + B_pre^2 eff (1 - eff) / n_template.
+    """
+    everything = np.ones(len(mjj), dtype=bool)
+    pre = sideband_readout(mjj, weight, everything, meta)
+    if isinstance(pre, str):
+        return f"pre-cut sideband fit: {pre}"
+    t_score, t_weight = np.asarray(template.score), np.asarray(template.weight, dtype=np.float64)
+    n_above = int((t_score >= threshold).sum())
+    if n_above < MIN_SIDEBAND_EVENTS:
+        return f"only {n_above} background-template events pass the cut (need >= {MIN_SIDEBAND_EVENTS})"
+    n_t = len(t_score)
+    eff = float(t_weight[t_score >= threshold].sum() / t_weight.sum())
+    background = pre.background * eff
+    sigma = float(np.sqrt((eff * pre.background_error) ** 2 + pre.background**2 * eff * (1 - eff) / n_t))
+    sr, _ = region_masks(mjj, meta, default="adjacent")
+    n_on = float(weight[sr & (score >= threshold)].sum())
+    p, z = z_bi(n_on, background, sigma)
+    return Readout(n_on, background, sigma, p, z, pre.chi2_per_dof, pre.n_params)
+
+
 def readout_sample(scored: ScoredSignal) -> tuple[ScoredSample | None, str]:
     """The events the readout may cut on and their name, or (None, why not)."""
     if scored.score_region == "sr":
-        return None, ("the score is trained for the signal region only; cutting on it in the sidebands would "
-                      "sculpt the fit (score_region 'sr')")
+        if scored.template is not None and len(scored.template) and scored.hunt is not None and len(scored.hunt):
+            return scored.hunt, "template"
+        return None, ("the score is trained for the signal region only and the detector gives no SR background "
+                      "template: cutting on it in the sidebands would sculpt the fit (score_region 'sr')")
     if scored.training is not None and len(scored.training):
         return scored.training, "training"
     if scored.hunt is not None and len(scored.hunt):
@@ -233,7 +267,8 @@ class SidebandFit(Metric):
     used by the readout). Per run: ``sb_Z`` (best cut, Sidak-corrected for
     the two cuts), ``sb_p_min`` and ``sb_trials`` (for scans),
     ``sb_on_training`` (1: read out on the out-of-fold training pool; 0: on
-    the hunt sample). The module docstring states the protocol.
+    the hunt sample), ``sb_template`` (1: SR background from the detector's
+    own template, for SR-only scores). The module docstring states the protocol.
     """
 
     name = "sideband_fit"
@@ -242,7 +277,7 @@ class SidebandFit(Metric):
 
     def compute(self, scored: ScoredSignal) -> Mapping[str, MetricValue]:
         per_cut = ("sb_Z", "sb_N", "sb_B", "sb_dB", "sb_chi2ndf", "sb_S_true")
-        keys = [f"{k}@{label}" for label, _ in CUTS for k in per_cut] + ["sb_Z", "sb_p_min", "sb_trials", "sb_on_training"]
+        keys = [f"{k}@{label}" for label, _ in CUTS for k in per_cut] + ["sb_Z", "sb_p_min", "sb_trials", "sb_on_training", "sb_template"]
         sample, source = readout_sample(scored)
         if sample is None or sample.mjj is None:
             why = source if sample is None else "the readout sample has no mjj"
@@ -250,7 +285,8 @@ class SidebandFit(Metric):
         meta = scored.meta
         mjj, weight, score = (np.asarray(a, dtype=np.float64) for a in (sample.mjj, sample.weight, sample.score))
         sr, sb = region_masks(mjj, meta, default="adjacent")
-        out: dict[str, MetricValue] = {"sb_on_training": 1.0 if source == "training" else 0.0}
+        out: dict[str, MetricValue] = {"sb_on_training": 1.0 if source == "training" else 0.0,
+                                       "sb_template": 1.0 if source == "template" else 0.0}
         pvalues = []
         for label, fraction in CUTS:
             sr_rows = np.flatnonzero(sr)
@@ -259,7 +295,10 @@ class SidebandFit(Metric):
                 out |= {f"{k}@{label}": Unavailable(f"no SR event in the top {label}") for k in per_cut}
                 continue
             selected = (sr | sb) & (score >= threshold)
-            result = sideband_readout(mjj, weight, selected, meta)
+            if source == "template":
+                result = template_readout(mjj, weight, score, threshold, scored.template, meta)
+            else:
+                result = sideband_readout(mjj, weight, selected, meta)
             if isinstance(result, str):
                 out |= {f"{k}@{label}": Unavailable(result) for k in per_cut}
                 continue
