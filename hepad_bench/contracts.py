@@ -106,8 +106,9 @@ class Detector(ABC):
         One value per row of the ``TrainingData`` it was fitted on, training
         rows then validation rows (``x`` then ``x_val``), each from a model
         that never saw that row; NaN for rows the method did not use. The
-        runner stores them as the sample ``training`` so that a search can
-        select on the data the method trained on (CWoLa hunting).
+        runner stores them (NaN rows too: a pre-cut sideband fit counts
+        them) as the sample ``training`` so that a search can select on the
+        data the method trained on (CWoLa hunting).
         """
         return None
 

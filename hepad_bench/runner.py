@@ -306,15 +306,17 @@ class Runner:
         }, schema=SCORE_SCHEMA)
 
     def _training_table(self, oof: np.ndarray, bench: Benchmark, model: str) -> pl.DataFrame:
-        """The detector's out-of-fold scores of train + validation (rows it did not use, NaN, left out)."""
+        """The detector's out-of-fold scores of train + validation, every row (NaN: a row the method did not use).
+
+        Rows without a score are kept: a search's pre-cut sideband fit counts them.
+        """
         pool = pl.concat([bench.train, bench.validation], how="vertical_relaxed")
         oof = np.asarray(oof, dtype=np.float64).reshape(-1)
         if oof.shape[0] != pool.height:
             raise RuntimeError(f"detector returned {oof.shape[0]} training scores for {pool.height} training events")
-        used = ~np.isnan(oof)
-        if np.isinf(oof[used]).any():
+        if np.isinf(oof).any():
             raise RuntimeError("detector returned infinite out-of-fold training scores")
-        rows = np.flatnonzero(used)
+        rows = np.arange(pool.height)
         mjj = column_or_none(pool, bench.resonant)
         label = pool["label"].to_numpy() if "label" in pool.columns else np.zeros(pool.height)
         return pl.DataFrame({

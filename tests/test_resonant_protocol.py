@@ -180,6 +180,10 @@ def test_sr_only_scores_need_a_background_template():
     template = ScoredSample(score=rng.normal(size=20000), weight=np.ones(20000))
     values = SidebandFit().compute(_scored(hunt=hunt, template=template, region="sr"))
     assert values["sb_template"] == 1.0 and values["sb_Z@10%"] > 3
+    # the same events as out-of-fold training scores: read out on them, still through the template
+    on_pool = SidebandFit().compute(_scored(training=hunt, hunt=None, template=template, region="sr"))
+    assert on_pool["sb_on_training"] == 1.0 and on_pool["sb_template"] == 1.0
+    assert on_pool["sb_Z@10%"] == pytest.approx(values["sb_Z@10%"])
     sr = (m >= 3.3) & (m < 3.7) & (label == 0)
     true_b = (score[sr] >= np.quantile(score[(m >= 3.3) & (m < 3.7)], 0.9)).sum()
     assert values["sb_B@10%"] == pytest.approx(true_b, rel=0.25)
@@ -242,7 +246,7 @@ def test_cwola_run_stores_out_of_fold_scores_and_its_null_twin(registry, tmp_pat
     assert signal_run["detector"]["score_region"] == "sr+sidebands"
     assert null_run["dataset_meta"]["n_signal_injected"] == {"train": 0, "validation": 0, "hunt": 0}
     scores = pl.read_parquet(results[0].folder / "scores.parquet")
-    oof = scores.filter(pl.col("sample") == "training")
+    oof = scores.filter((pl.col("sample") == "training") & pl.col("score").is_not_nan())
     bench = Runner(registry, tmp_path).benchmark(RunSpec("dijet-pythia", "cwola"))
     pool = pl.concat([bench.train, bench.validation])
     mjj = pool["mjj"].to_numpy()
@@ -251,6 +255,7 @@ def test_cwola_run_stores_out_of_fold_scores_and_its_null_twin(registry, tmp_pat
     np.testing.assert_array_equal(np.sort(oof["event"].to_numpy()), expected)
     np.testing.assert_allclose(oof.sort("event")["mjj"].to_numpy(), mjj[expected].astype(np.float64))
     assert oof["label"].sum() == pool["label"].to_numpy()[expected].sum() > 0
+    assert scores.filter(pl.col("sample") == "training").height == pool.height  # unscored rows kept (NaN)
     metrics = json.loads((results[0].folder / "metrics.json").read_text())["wprime"]
     assert metrics["sb_on_training"] == 1.0
     assert "trained for 'sr+sidebands'" in metrics["bump_global_sig@10%"]["unavailable"]

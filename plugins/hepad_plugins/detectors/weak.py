@@ -285,7 +285,7 @@ class Idealised(_WeakClassifier):
     """
 
     name = "idealised"
-    version = "2"  # 2: background template (out-of-fold scores of the background model) for the search readout
+    version = "2"  # 2: out-of-fold scores of SR data and of the background model, for the search readout
     score_region = "sr"
 
     def _samples(self, train: TrainingData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -301,15 +301,28 @@ class Idealised(_WeakClassifier):
         if model_mjj is not None:  # keep the model to the same signal region as the data
             in_sr, _ = region_masks(model_mjj, train.meta)
             model, model_w = model[in_sr], model_w[in_sr]
+        self._sr = sr
         x_all = np.concatenate([x[sr], model])
         y = np.r_[np.ones(int(sr.sum())), np.zeros(len(model))].astype(np.float32)
         self._template_mjj = None if model_mjj is None else np.asarray(model_mjj, dtype=np.float64)[in_sr]
         return x_all, y, np.concatenate([w[sr], model_w])
 
     def background_template(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """Out-of-fold logits of the background-model events (its SR background, as CATHODE's samples)."""
+        """Out-of-fold logits of the background-model events (its SR background, as CATHODE's samples).
+
+        Out of fold like :meth:`training_scores`, so that both are single
+        fold-model logits of events the model did not see: the search
+        compares their efficiencies at one threshold (the ensemble mean used
+        for new events has a narrower spread and would not compare).
+        """
         n = self._n_template
         return np.nan_to_num(self.result.oof_logit[-n:], nan=0.0, posinf=1e6, neginf=-1e6), self._template_mjj
+
+    def training_scores(self) -> np.ndarray:
+        """Out-of-fold logits of the SR data rows of the pool (train then validation); NaN elsewhere."""
+        out = np.full(len(self._sr), np.nan)
+        out[self._sr] = np.nan_to_num(self.result.oof_logit[: int(self._sr.sum())], nan=0.0, posinf=1e6, neginf=-1e6)
+        return out
 
     def fit(self, train: TrainingData, ctx: FitContext) -> None:
         super().fit(train, ctx)

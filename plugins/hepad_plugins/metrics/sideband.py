@@ -36,6 +36,10 @@ Which events, and which scores (``ScoredSignal.score_region``):
   SR background (``Detector.background_template``: the idealised
   classifier's out-of-fold scores of its background sample, ANODE's p_BG
   samples; CATHODE's background estimate). Without a template: no value.
+  The events are the out-of-fold training pool where the detector gives one
+  (the idealised classifier: its SR data and template are then both single
+  fold-model logits of unseen events, so one threshold means the same on
+  both), else the hunt data (ANODE: hunt and template scored alike).
 
 Sidebands of the readout: the dataset's override (``sb_width`` /
 ``sidebands``) where set, else CWoLa hunting's adjacent 0.2 TeV windows, the
@@ -238,16 +242,19 @@ def template_readout(mjj: np.ndarray, weight: np.ndarray, score: np.ndarray, thr
     background = pre.background * eff
     sigma = float(np.sqrt((eff * pre.background_error) ** 2 + pre.background**2 * eff * (1 - eff) / n_t))
     sr, _ = region_masks(mjj, meta, default="adjacent")
-    n_on = float(weight[sr & (score >= threshold)].sum())
+    n_on = float(weight[sr & (np.nan_to_num(score, nan=-np.inf) >= threshold)].sum())
     p, z = z_bi(n_on, background, sigma)
     return Readout(n_on, background, sigma, p, z, pre.chi2_per_dof, pre.n_params)
 
 
 def readout_sample(scored: ScoredSignal) -> tuple[ScoredSample | None, str]:
-    """The events the readout may cut on and their name, or (None, why not)."""
+    """The events the readout may cut on and how (training, hunt, template/training, template/hunt), or (None, why not)."""
     if scored.score_region == "sr":
-        if scored.template is not None and len(scored.template) and scored.hunt is not None and len(scored.hunt):
-            return scored.hunt, "template"
+        if scored.template is not None and len(scored.template):
+            if scored.training is not None and len(scored.training):
+                return scored.training, "template/training"  # out-of-fold SR data against an out-of-fold template
+            if scored.hunt is not None and len(scored.hunt):
+                return scored.hunt, "template/hunt"
         return None, ("the score is trained for the signal region only and the detector gives no SR background "
                       "template: cutting on it in the sidebands would sculpt the fit (score_region 'sr')")
     if scored.training is not None and len(scored.training):
@@ -285,17 +292,17 @@ class SidebandFit(Metric):
         meta = scored.meta
         mjj, weight, score = (np.asarray(a, dtype=np.float64) for a in (sample.mjj, sample.weight, sample.score))
         sr, sb = region_masks(mjj, meta, default="adjacent")
-        out: dict[str, MetricValue] = {"sb_on_training": 1.0 if source == "training" else 0.0,
-                                       "sb_template": 1.0 if source == "template" else 0.0}
+        out: dict[str, MetricValue] = {"sb_on_training": 1.0 if source.endswith("training") else 0.0,
+                                       "sb_template": 1.0 if source.startswith("template") else 0.0}
         pvalues = []
         for label, fraction in CUTS:
-            sr_rows = np.flatnonzero(sr)
+            sr_rows = np.flatnonzero(sr & np.isfinite(score))
             picked, _, threshold = top_fraction(score[sr_rows], weight[sr_rows], fraction)
             if threshold is None or len(picked) == 0:
                 out |= {f"{k}@{label}": Unavailable(f"no SR event in the top {label}") for k in per_cut}
                 continue
-            selected = (sr | sb) & (score >= threshold)
-            if source == "template":
+            selected = (sr | sb) & (np.nan_to_num(score, nan=-np.inf) >= threshold)  # NaN: a row the method did not use
+            if source.startswith("template"):
                 result = template_readout(mjj, weight, score, threshold, scored.template, meta)
             else:
                 result = sideband_readout(mjj, weight, selected, meta)
