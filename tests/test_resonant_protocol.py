@@ -284,3 +284,23 @@ def test_leaderboard_shows_the_fake_discovery_rate_of_the_null_twins(tmp_path):
                                              "null_runs": 3, "null_above_2sigma": 1, "null_z_max": 2.5}
     text = "\n".join(lines)
     assert "| cwola | s | 4.00 ± 1.00 | 1/3 [" in text and "0.10 ± 0.00" in text
+
+
+def test_search_picks_the_best_window_and_corrects_for_every_window_and_cut():
+    from types import SimpleNamespace
+
+    from hepad_bench import search
+
+    def window(low, p, status="ok"):
+        run = {"dataset": {"name": "d", "options": {"sr_scan": "3.1:3.9:0.4", "sr_low": low, "sr_high": low + 0.4}},
+               "detector": {"name": "cwola", "config": {}}, "seed": 1, "signals": ["s"],
+               "dataset_meta": {"scan": {"spec": "3.1:3.9:0.4", "windows": 3}, "signal_region": [low, low + 0.4]}}
+        metrics = {"s": {"sb_p_min": p, "sb_trials": 2.0}} if p is not None else {"s": {"sb_p_min": {"unavailable": "x"}}}
+        return SimpleNamespace(run=run, metrics=metrics, status=status)
+
+    (found,) = search.summarise([window(2.9, 0.2), window(3.3, 1e-4), window(3.7, None)])
+    assert found.best.signal_region == pytest.approx((3.3, 3.7)) and found.best.z_local == pytest.approx(norm.isf(1e-4))
+    assert found.trials == 4  # two windows read out, two cuts each
+    assert found.p_global == pytest.approx(1 - (1 - 1e-4) ** 4)
+    assert found.z_global == pytest.approx(norm.isf(1 - (1 - 1e-4) ** 4))
+    assert [w.status for w in found.windows] == ["ok", "ok", "no readout"]
