@@ -35,7 +35,7 @@ def scored_with(hunt: ScoredSample | None, bkg_mjj=None, bkg_score=None, task="r
 
 
 def test_hook_lists_the_metrics():
-    assert {m.name for m in resonant.hepad_metrics()} == {"bump_hunt", "mass_correlation", "sideband_fit"}
+    assert {m.name for m in resonant.hepad_metrics()} == {"bump_hunt", "mass_correlation"}
     assert BumpHunt.tasks == ("resonant",) and set(MassCorrelation.tasks) == {"unsupervised", "resonant"}
 
 

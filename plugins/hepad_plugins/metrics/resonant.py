@@ -1,7 +1,7 @@
 """Metrics that use the resonant observable (mjj): bump hunt after a score cut, and mass sculpting.
 
 The search's significance readout (a dijet-function fit of the selected
-sidebands) is :mod:`hepad_plugins.metrics.sideband`, registered here too.
+sidebands) is :mod:`hepad_plugins.metrics.sideband`.
 
 Bump hunt (GAN-AE's final step, Vaslin, Barra, Donini, EPJC 83 (2023)): keep
 the hunt events (held-out data over the full mjj range, signal injected) in
@@ -228,6 +228,4 @@ class MassCorrelation(Metric):
 
 @hookimpl
 def hepad_metrics():
-    from hepad_plugins.metrics.sideband import SidebandFit  # the search's readout, its own module
-
-    return [BumpHunt, MassCorrelation, SidebandFit]
+    return [BumpHunt, MassCorrelation]

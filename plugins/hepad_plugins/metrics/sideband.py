@@ -61,7 +61,7 @@ import numpy as np
 from scipy.special import betainc
 from scipy.stats import norm
 
-from hepad_bench import Metric, ScoredSample, ScoredSignal, Unavailable
+from hepad_bench import Metric, ScoredSample, ScoredSignal, Unavailable, hookimpl
 from hepad_bench.data import MetricValue
 from hepad_plugins.metrics._roc import top_fraction
 from hepad_plugins.regions import region_masks, sideband_windows, signal_region
@@ -325,3 +325,8 @@ class SidebandFit(Metric):
             why = "no cut could be read out"
             out |= {"sb_Z": Unavailable(why), "sb_p_min": Unavailable(why), "sb_trials": Unavailable(why)}
         return out
+
+
+@hookimpl
+def hepad_metrics():
+    return [SidebandFit]
