@@ -18,7 +18,7 @@ from hepad_bench.console import RichProgress, err_console, route_warnings
 from hepad_bench.errors import UserError
 from hepad_bench.plugins import Registry, load_registry, register_commands
 from hepad_bench.runner import DEFAULT_SEED, RunResult, Runner, expand_grid, resolve_device
-from hepad_bench.summary import summary_table
+from hepad_bench.summary import format_value, summary_table
 
 DEFAULT_DATASET = "l1-pythia"
 
@@ -108,6 +108,25 @@ def list_plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-r
     out.print(table)
 
 
+def _searches(results: list[RunResult], output: Path) -> None:
+    """Best window and global significance of every sliding-window scan among ``results``."""
+    from hepad_bench import search
+
+    found = search.summarise(results)
+    if not found:
+        return
+    table = Table(title="sliding-window searches (Sidak over windows x cuts; see hepad_bench/search.py)")
+    for col in ("dataset", "detector", "seed", "null", "signal", "windows", "best SR (TeV)", "local Z", "global Z"):
+        table.add_column(col)
+    for s in found:
+        best = s.best
+        table.add_row(s.dataset, s.detector, str(s.seed), "yes" if s.null_control else "no", s.signal,
+                      str(len(s.windows)), "-" if best is None else f"{best.signal_region[0]:g}-{best.signal_region[1]:g}",
+                      format_value(None if best is None else best.z_local), format_value(s.z_global))
+        search.write(s, output)
+    out.print(table)
+
+
 @app.command()
 def run(
     detector: Annotated[list[str], typer.Option("--detector", "-d", help="Detector name (repeatable: a grid).")],
@@ -122,8 +141,15 @@ def run(
     force: Annotated[bool, typer.Option(help="Rerun runs that are already complete.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds a run may take; a run over it is killed and recorded as failed (runs in a child process).")] = None,
+    null_controls: Annotated[bool, typer.Option(help="Also run each resonant run on its background-only twin.")] = True,
 ) -> None:
-    """Train and score detectors on datasets; store every run under OUTPUT."""
+    """Train and score detectors on datasets; store every run under OUTPUT.
+
+    On resonant datasets every run is followed by its null control (the same
+    data without injected signal; --no-null-controls skips them), and
+    -o sr_scan=LOW:HIGH:STEP runs one training per signal-region window and
+    reports the best window with its global significance.
+    """
     reg = registry()
     if data_dir is not None and not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder")
@@ -135,6 +161,7 @@ def run(
     started = time.perf_counter()
     with RichProgress(enabled=not quiet) as progress:
         runner = Runner(reg, output, data_dir=data_dir, progress=progress, force=force, timeout=timeout)
+        specs = runner.expand(specs, null_controls=null_controls)  # scan windows, null-control twins
         runner.preflight(specs)  # names, parameters, output, data: everything checkable before training
         results = []
         counter = iter(range(1, len(specs) + 1))
@@ -142,8 +169,9 @@ def run(
 
         def on_start(spec) -> None:  # noqa: ANN001
             run_started[0] = time.perf_counter()
+            null = ", null control" if spec.null_of is not None else ""
             progress.line(f"run {next(counter, len(specs))}/{len(specs)}: {spec.dataset} x {spec.detector}, "
-                          f"seed {spec.seed} ({spec.device})")
+                          f"seed {spec.seed} ({spec.device}{null})")
 
         for res in runner.iter_grid(specs, on_start=on_start):
             t0 = run_started[0]
@@ -155,6 +183,7 @@ def run(
     out.print(table)
     for line in footer:
         out.print(line, highlight=False, markup=False, soft_wrap=True)
+    _searches(results, output)
     progress.report_repeats()
     _grid_end_line(results, time.perf_counter() - started, output)
     if any(r.status == "failed" for r in results):

@@ -20,6 +20,8 @@ from hepad_bench.cost import ModelCost, torch_model_cost
 from hepad_bench.data import Benchmark, MetricValue, ScoredSignal, TrainingData
 
 DETECTOR_KINDS = ("unsupervised", "weakly_supervised", "supervised")
+#: Where a detector's score may be used in a resonant search (see ``Detector.score_region``).
+SCORE_REGIONS = ("everywhere", "sr+sidebands", "sr")
 
 
 @dataclass
@@ -78,6 +80,16 @@ class Detector(ABC):
     ``model_cost`` (parameters and multiply-accumulates per event; torch
     modules are found by default) and ``training_summary`` (numbers about the
     fit worth keeping in ``run.json``).
+
+    Resonant searches: ``score_region`` says where the score means what it was
+    trained to mean, so where a search may cut on it: ``"everywhere"``
+    (unsupervised and supervised detectors, LaCATHODE), ``"sr+sidebands"``
+    (a classifier trained on the signal region and its sidebands, CWoLa) or
+    ``"sr"`` (trained for the signal region only: ANODE, CATHODE, the
+    idealised classifier). ``None`` (the default) means by kind:
+    weakly supervised -> ``"sr"``, else ``"everywhere"``. A detector that
+    scores its own training data out of fold (CWoLa hunting's k-folding)
+    returns those scores from :meth:`training_scores`.
     """
 
     name: ClassVar[str]
@@ -87,6 +99,8 @@ class Detector(ABC):
     tasks: ClassVar[tuple[str, ...]] = ("unsupervised", "resonant")
     #: validation events ``fit`` needs; the runner checks it before any training
     min_validation_events: ClassVar[int] = 0
+    #: where the score may be cut on in a resonant search (see above; None: by kind)
+    score_region: ClassVar[str | None] = None
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
@@ -115,6 +129,40 @@ class Detector(ABC):
         """Numbers about the fit to record in ``run.json`` (e.g. a VAE's mean KL), or None."""
         return None
 
+    def training_scores(self) -> np.ndarray | None:
+        """Out-of-fold scores of the training pool, or None (the default: the detector has none).
+
+        One value per row of the ``TrainingData`` it was fitted on, training
+        rows then validation rows (``x`` then ``x_val``), each from a model
+        that never saw that row; NaN for rows the method did not use. The
+        runner stores them (NaN rows too: a pre-cut sideband fit counts
+        them) as the sample ``training`` so that a search can select on the
+        data the method trained on (CWoLa hunting).
+        """
+        return None
+
+    def background_template(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """(scores, mjj or None) of the method's own model of the signal-region background, or None.
+
+        Events the method takes for SR background that no model scored them
+        after training on them: the idealised classifier's out-of-fold scores
+        of its perfectly modelled background, ANODE's (and CATHODE's) samples
+        of the sideband density interpolated into the SR. A search uses the
+        fraction of them above a cut as the cut's background efficiency in
+        the SR (CATHODE's background estimate), so a score valid only in the
+        SR is never cut on in the sidebands. The runner stores them as the
+        sample ``sr_template``.
+        """
+        return None
+
+
+def score_region_of(cls: type[Detector]) -> str:
+    """The detector's ``score_region``, its kind's default where it sets none."""
+    region = getattr(cls, "score_region", None)
+    if region is None:
+        return "sr" if cls.kind == "weakly_supervised" else "everywhere"
+    return region
+
 
 class Dataset(ABC):
     """A benchmark dataset.
@@ -130,6 +178,10 @@ class Dataset(ABC):
     task: ClassVar[str] = "unsupervised"
     card: ClassVar[str] = ""
     Options: ClassVar[type] = EmptyConfig
+    #: ``-o`` pairs that make this dataset's background-only twin (same splits, no injected
+    #: signal). Where set, the runner adds the twin of every run of a detector that searches
+    #: the data (null control); empty: no twin.
+    null_options: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, options: Any = None):
         self.options = options if options is not None else self.Options()
@@ -140,6 +192,14 @@ class Dataset(ABC):
 
     def fetch(self, progress: Progress) -> list[Path]:
         """Download the public files into the cache; datasets that ship with the package need none."""
+        return []
+
+    def scan_options(self) -> list[tuple[tuple[str, str], ...]]:
+        """The ``-o`` pairs of each run these options expand into (a sliding-window scan), in order.
+
+        Empty (the default): one run. The runner appends each window's pairs to
+        the spec's options, so every window is a run of its own.
+        """
         return []
 
 

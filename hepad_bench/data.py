@@ -157,6 +157,12 @@ class ScoredSignal:
 
     ``hunt``: scores of held-out data over the full resonant range (resonant
     tasks), with truth labels; bump-hunt metrics use it.
+    ``training``: the detector's out-of-fold scores of its own training pool
+    (``Detector.training_scores``), with mjj and truth labels, where it has them.
+    ``template``: scores of the detector's own model of the SR background
+    (``Detector.background_template``), where it has one.
+    ``score_region``: where the score may be cut on in a search
+    (``Detector.score_region``: everywhere, sr+sidebands or sr).
     """
 
     signal: str
@@ -165,6 +171,9 @@ class ScoredSignal:
     task: Task = "unsupervised"
     hunt: ScoredSample | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    training: ScoredSample | None = None
+    template: ScoredSample | None = None
+    score_region: str = "everywhere"
 
 
 @dataclass(frozen=True)

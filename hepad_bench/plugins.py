@@ -20,7 +20,7 @@ from typing import Any
 import pluggy
 
 from hepad_bench import hookspecs
-from hepad_bench.contracts import DETECTOR_KINDS, ComparativeMetric, Dataset, Detector, Metric
+from hepad_bench.contracts import DETECTOR_KINDS, SCORE_REGIONS, ComparativeMetric, Dataset, Detector, Metric
 from hepad_bench.data import TASKS
 from hepad_bench.errors import UserError
 
@@ -105,6 +105,8 @@ def _check_class(obj: Any, bases: tuple[type, ...]) -> str | None:
             return f"{obj.__name__} has no string '{attr}'"
     if issubclass(obj, Detector) and obj.kind not in DETECTOR_KINDS:
         return f"detector {obj.name} has kind '{obj.kind}', expected one of {', '.join(DETECTOR_KINDS)}"
+    if issubclass(obj, Detector) and getattr(obj, "score_region", None) not in (None, *SCORE_REGIONS):
+        return f"detector {obj.name} has score_region '{obj.score_region}', expected one of {', '.join(SCORE_REGIONS)}"
     if issubclass(obj, Dataset) and obj.task not in TASKS:
         return f"dataset {obj.name} has task '{obj.task}', expected one of {', '.join(TASKS)}"
     return None

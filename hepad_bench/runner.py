@@ -20,7 +20,7 @@ import json
 import platform
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 
 from hepad_bench import __version__
-from hepad_bench.contracts import Detector, Progress
+from hepad_bench.contracts import Detector, Progress, score_region_of
 from hepad_bench.data import Benchmark, ScoredSignal, TrainingData, Unavailable, column_or_none, weights_of
 from hepad_bench.errors import UserError
 from hepad_bench.params import as_dict, build_config, stable_hash
@@ -37,7 +37,8 @@ from hepad_bench.plugins import Registry
 from hepad_bench.cache import content_fingerprint
 from hepad_bench.workers import ChildFailure, ChildWorker, InProcessWorker
 from hepad_bench.store import (
-    SCORE_SCHEMA, check_writable, is_complete, metric_to_json, run_dir, run_lock, scored_signal, try_lock, write_run,
+    SCORE_SCHEMA, TEMPLATE, TRAINING, check_writable, is_complete, metric_to_json, run_dir, run_lock, scored_signal,
+    try_lock, write_run,
 )
 
 DEFAULT_SEED = 42
@@ -52,6 +53,8 @@ class RunSpec:
     params: tuple[tuple[str, str], ...] = ()
     device: str = "cpu"
     max_events: int | None = None
+    #: Set on a background-only twin (null control): the dataset options of the run it controls.
+    null_of: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass
@@ -111,6 +114,11 @@ def expand_grid(datasets: list[str], detectors: list[str], seeds: list[int],
             for d in datasets for m in detectors for s in seeds]
 
 
+def with_options(spec: RunSpec, pairs: tuple[tuple[str, str], ...], **changes: Any) -> RunSpec:
+    """``spec`` with ``pairs`` appended to its dataset options (a later pair overrides an earlier one)."""
+    return replace(spec, dataset_options=(*spec.dataset_options, *pairs), **changes)
+
+
 class Runner:
     """Runs specs in this process, loading each dataset once per distinct options."""
 
@@ -148,7 +156,13 @@ class Runner:
         return run_dir(self.output, spec.dataset, spec.detector, self.run_key(spec))
 
     def validate(self, specs: list[RunSpec]) -> None:
-        """Fail early, before any training, on names, parameters and task mismatches."""
+        """Fail early, before any training, on names, parameters and task mismatches.
+
+        Resonant datasets are also loaded here (the load is memoised, so it is
+        not repeated): their signal region, sidebands and scan windows are
+        checked against the data, and a region with too few events is a
+        UserError before any detector trains.
+        """
         for spec in specs:
             self.dataset_identity(spec)
             self.detector_identity(spec)
@@ -160,6 +174,9 @@ class Runner:
                 )
             if getattr(det_cls.check, "__func__", None) is not Detector.check.__func__:  # only then load the dataset here
                 det_cls.check(self.detector_identity(spec)[0], len(self.benchmark(spec).features))
+        for spec in specs:
+            if self.registry.dataset(spec.dataset).task == "resonant":
+                self.benchmark(spec)
 
     def preflight(self, specs: list[RunSpec]) -> None:
         """Everything that can fail before training does: names, parameters, the output folder,
@@ -176,6 +193,35 @@ class Runner:
                     f"dataset {spec.dataset} has {bench.validation.height} (raise -o validation_fraction)"
                 )
 
+    def expand(self, specs: list[RunSpec], null_controls: bool = True) -> list[RunSpec]:
+        """Scans into one spec per window, then each spec followed by its background-only twin.
+
+        A dataset whose options ask for a scan (``Dataset.scan_options``, e.g.
+        ``-o sr_scan=2.9:4.5:0.2``) becomes one run per window. Where the
+        dataset defines ``null_options`` (resonant datasets: no injected
+        signal), every run gets its null-control twin, right after it, with
+        ``null_of`` set to the options of the run it controls; a run that
+        already is background-only gets none.
+        """
+        out: list[RunSpec] = []
+        for spec in specs:
+            options, _ = self.dataset_identity(spec)
+            data_cls = self.registry.dataset(spec.dataset)
+            windows = data_cls(options).scan_options()
+            for window in windows or [()]:
+                run = with_options(spec, tuple(window))
+                out.append(run)
+                null = tuple(data_cls.null_options)
+                if null_controls and null and spec.null_of is None and not self._is_null(run, null):
+                    out.append(with_options(run, null, null_of=run.dataset_options))
+        return out
+
+    def _is_null(self, spec: RunSpec, null: tuple[tuple[str, str], ...]) -> bool:
+        """Whether ``spec``'s options already are the background-only ones."""
+        mine, _ = self.dataset_identity(spec)
+        twin, _ = self.dataset_identity(with_options(spec, null))
+        return as_dict(mine) == as_dict(twin)
+
     # -- running -----------------------------------------------------------
     def benchmark(self, spec: RunSpec) -> Benchmark:
         options, data_id = self.dataset_identity(spec)
@@ -188,9 +234,21 @@ class Runner:
             self._benchmarks[memo_key] = bench.capped(spec.max_events)
         return self._benchmarks[memo_key]
 
-    def run_all(self, specs: list[RunSpec]) -> list[RunResult]:
+    def run_all(self, specs: list[RunSpec], null_controls: bool = True) -> list[RunResult]:
+        specs = self.expand(specs, null_controls)
         self.preflight(specs)
         return list(self.iter_grid(specs))
+
+    def _pairing(self, spec: RunSpec) -> dict[str, Any]:
+        """run.json fields linking a run and its null control (by run key)."""
+        data_cls = self.registry.dataset(spec.dataset)
+        if spec.null_of is not None:
+            return {"null_control": True, "null_control_of": self.run_key(replace(spec, dataset_options=spec.null_of,
+                                                                                      null_of=None))}
+        if data_cls.null_options and not self._is_null(spec, tuple(data_cls.null_options)):
+            twin = with_options(spec, tuple(data_cls.null_options))
+            return {"null_control": False, "null_twin": self.run_key(twin)}
+        return {"null_control": False}
 
     def iter_grid(self, specs: list[RunSpec], on_start: Any = None):
         """Results of ``specs``; a run another process is computing is put off to the end and then waited for."""
@@ -230,7 +288,8 @@ class Runner:
         data_id = self.data_identity(spec)
         det_cls = self.registry.detector(spec.detector)
         run: dict[str, Any] = {
-            "key": folder.name, "dataset": data_id, "detector": det_id | {"kind": det_cls.kind},
+            "key": folder.name, "dataset": data_id,
+            "detector": det_id | {"kind": det_cls.kind, "score_region": score_region_of(det_cls)},
             "seed": spec.seed, "device": spec.device, "task": bench.task,
             "signals": sorted(bench.signals), "event_counts": bench.event_counts(),
             "dataset_meta": bench.meta, "resonant": bench.resonant,
@@ -241,7 +300,7 @@ class Runner:
                 "python": platform.python_version(),
             },
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+        } | self._pairing(spec)
         try:
             if self.timeout is not None:
                 run["timeout_seconds"] = self.timeout
@@ -263,6 +322,11 @@ class Runner:
         y = y_val = None
         if kind == "supervised":
             assert signal is not None
+            # Background = the background rows only: on resonant data the training
+            # tables carry injected signal (label 1), which must not be taught as
+            # background. The signal comes from its own labelled split.
+            if "label" in train.columns:
+                train, val = train.filter(pl.col("label") == 0), val.filter(pl.col("label") == 0)
             sig = bench.signal_train[signal]
             n_val = max(1, sig.height // 5)
             sig_tr, sig_val = sig.slice(n_val), sig.head(n_val)
@@ -304,6 +368,38 @@ class Runner:
             return InProcessWorker(det_cls, config, spec.seed, spec.device, self.progress)
         return ChildWorker(det_cls, config, spec.seed, spec.device, self.timeout)
 
+    def _training_table(self, oof: np.ndarray, bench: Benchmark, model: str) -> pl.DataFrame:
+        """The detector's out-of-fold scores of train + validation, every row (NaN: a row the method did not use).
+
+        Rows without a score are kept: a search's pre-cut sideband fit counts them.
+        """
+        pool = pl.concat([bench.train, bench.validation], how="vertical_relaxed")
+        oof = np.asarray(oof, dtype=np.float64).reshape(-1)
+        if oof.shape[0] != pool.height:
+            raise RuntimeError(f"detector returned {oof.shape[0]} training scores for {pool.height} training events")
+        if np.isinf(oof).any():
+            raise RuntimeError("detector returned infinite out-of-fold training scores")
+        rows = np.arange(pool.height)
+        mjj = column_or_none(pool, bench.resonant)
+        label = pool["label"].to_numpy() if "label" in pool.columns else np.zeros(pool.height)
+        return pl.DataFrame({
+            "sample": [TRAINING] * len(rows), "model": [model] * len(rows), "event": rows.astype(np.int64),
+            "score": oof[rows], "weight": weights_of(pool)[rows],
+            "mjj": mjj[rows] if mjj is not None else np.full(len(rows), None), "label": label[rows].astype(np.int8),
+        }, schema=SCORE_SCHEMA)
+
+    def _template_table(self, score: np.ndarray, mjj: np.ndarray | None, model: str) -> pl.DataFrame:
+        """The detector's own SR background model, scored (finite scores only)."""
+        score = np.asarray(score, dtype=np.float64).reshape(-1)
+        if not np.all(np.isfinite(score)):
+            raise RuntimeError(f"detector returned {int((~np.isfinite(score)).sum())} non-finite background-template scores")
+        n = len(score)
+        return pl.DataFrame({
+            "sample": [TEMPLATE] * n, "model": [model] * n, "event": np.arange(n, dtype=np.int64), "score": score,
+            "weight": np.ones(n), "mjj": np.asarray(mjj, dtype=np.float64) if mjj is not None else np.full(n, None),
+            "label": np.zeros(n, dtype=np.int8),
+        }, schema=SCORE_SCHEMA)
+
     def _fit_and_score(self, det_cls: type[Detector], config: Any, bench: Benchmark, spec: RunSpec) -> tuple[pl.DataFrame, dict]:
         per_signal = det_cls.kind == "supervised"
         if per_signal and not bench.signal_train:
@@ -326,6 +422,12 @@ class Runner:
                         advance(1)
                     if "hunt" in bench.extra:
                         parts.append(self._score_table(bench, "hunt", bench.extra["hunt"], model, worker))
+                oof = worker.training_scores()
+                if oof is not None:
+                    parts.append(self._training_table(oof, bench, model))
+                template = worker.background_template()
+                if template is not None:
+                    parts.append(self._template_table(*template, model))
                 score_s += time.perf_counter() - t0
                 # model cost once (per-signal models share the architecture); a summary per fitted model
                 if "cost" not in extra:

@@ -33,9 +33,16 @@ from hepad_bench.errors import UserError
 from hepad_bench.data import ScoredSample, ScoredSignal, Unavailable
 
 RUN_JSON, SCORES, METRICS = "run.json", "scores.parquet", "metrics.json"
-#: scores.parquet: sample is "background", a signal name, or an extra split
-#: ("hunt"); model is "" for a detector fitted once, else the signal a
-#: per-signal (supervised) model was trained for.
+#: The ``sample`` of out-of-fold training-pool scores in scores.parquet.
+TRAINING = "training"
+#: The ``sample`` of a detector's own SR background model (``Detector.background_template``).
+TEMPLATE = "sr_template"
+#: scores.parquet: sample is "background", a signal name, an extra split
+#: ("hunt"), or "training" (a detector's out-of-fold scores of its own
+#: training pool; event = row of train followed by validation); model is ""
+#: for a detector fitted once, else the signal a per-signal (supervised)
+#: model was trained for. "sr_template": the detector's own model of the SR
+#: background (Detector.background_template; event = sample index).
 SCORE_SCHEMA = {
     "sample": pl.String, "model": pl.String, "event": pl.Int64, "score": pl.Float64,
     "weight": pl.Float64, "mjj": pl.Float64, "label": pl.Int8,
@@ -166,6 +173,8 @@ def scored_signal(scores: pl.DataFrame, signal: str, run: dict[str, Any]) -> Sco
     model = signal if signal in models else ""
     mine = scores.filter(pl.col("model") == model)
     hunt = mine.filter(pl.col("sample") == "hunt")
+    training = mine.filter(pl.col("sample") == TRAINING)
+    template = mine.filter(pl.col("sample") == TEMPLATE)
     return ScoredSignal(
         signal=signal,
         background=_sample(mine.filter(pl.col("sample") == "background")),
@@ -173,6 +182,9 @@ def scored_signal(scores: pl.DataFrame, signal: str, run: dict[str, Any]) -> Sco
         task=run.get("task", "unsupervised"),
         hunt=_sample(hunt) if hunt.height else None,
         meta=run.get("dataset_meta", {}),
+        training=_sample(training) if training.height else None,
+        template=_sample(template) if template.height else None,
+        score_region=run.get("detector", {}).get("score_region", "everywhere"),
     )
 
 

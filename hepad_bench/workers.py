@@ -73,6 +73,16 @@ class InProcessWorker:
         assert self.detector is not None, "fit before training_summary"
         return self.detector.training_summary()
 
+    def training_scores(self) -> np.ndarray | None:
+        """Out-of-fold scores of the training pool (methods that select on their own training data)."""
+        assert self.detector is not None, "fit before training_scores"
+        return self.detector.training_scores()
+
+    def background_template(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """(scores, mjj) of the method's own signal-region background model, if it has one."""
+        assert self.detector is not None, "fit before background_template"
+        return self.detector.background_template()
+
     def close(self) -> None:
         self.detector = None
 
@@ -132,6 +142,12 @@ class ChildWorker:
 
     def training_summary(self) -> dict[str, Any] | None:
         return self._call("training_summary")
+
+    def training_scores(self) -> np.ndarray | None:
+        return self._call("training_scores")
+
+    def background_template(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        return self._call("background_template")
 
     def close(self, kill: bool = False) -> None:
         if self.process.is_alive() and not kill:

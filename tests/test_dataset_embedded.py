@@ -97,16 +97,17 @@ def test_l1_goes_through_the_adc2021_path(shipped, generated, monkeypatch):
 
 
 def test_dijet_goes_through_the_lhco2020_path(shipped, generated):
-    opts = build_config(DijetPythia.Options, ["n_signal=80"], "dijet")
+    small = ["n_signal=80", "min_region_events=20"]  # a small fixture: fewer events per window
+    opts = build_config(DijetPythia.Options, small, "dijet")
     mine = DijetPythia(opts).load(None, Progress())
-    public = lhco2020.LHCO2020(build_config(lhco2020.LHCO2020.Options, ["n_signal=80"], "lhco")).load(
+    public = lhco2020.LHCO2020(build_config(lhco2020.LHCO2020.Options, small, "lhco")).load(
         generated / "dijet", Progress())
     for name, table in public.tables().items():
         other = mine.tables()[name]
         np.testing.assert_array_equal(mine.features_of(other), public.features_of(table))
         np.testing.assert_array_equal(other["mjj"].to_numpy(), table["mjj"].to_numpy())
     assert mine.resonant == "mjj" and mine.meta["n_signal_injected"]["train"] == public.meta["n_signal_injected"]["train"]
-    assert DijetPythia.Options().n_signal == 300 and DijetPythia.version == "1"
+    assert DijetPythia.Options().n_signal == 550 and DijetPythia.version == "2"
 
 
 def test_missing_or_damaged_embedded_files_say_how_to_rebuild(tmp_path, monkeypatch):

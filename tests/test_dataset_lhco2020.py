@@ -111,17 +111,28 @@ def test_partition_is_disjoint_and_follows_the_options(tmp_path):
     assert (bench.test["label"] == 0).all() and (bench.signals["wprime"]["label"] == 1).all()
     # data covers sidebands too, with the injected count split in proportion to the background
     assert (bench.train["mjj"] < 3.3).sum() > 0 and (bench.train["mjj"] >= 3.7).sum() > 0
+    # n_signal is per full background sample: each data split gets its background share of it
     inj = bench.meta["n_signal_injected"]
-    assert inj["train"] + inj["validation"] == 100 and inj["train"] == round(100 * 0.45 / 0.55)
-    assert inj["hunt"] == round(100 * 0.15 / 0.55)
+    assert inj == {"train": 45, "validation": 10, "hunt": 15}
+    assert bench.meta["injected_s_over_b"] == pytest.approx(100 / 4000)
+    for name, table in (("train", bench.train), ("validation", bench.validation), ("hunt", bench.extra["hunt"])):
+        labels = table["label"].to_numpy()
+        assert labels.sum() / (labels == 0).sum() == pytest.approx(100 / 4000, rel=0.05), name  # same S/B everywhere
     assert bench.train.filter(pl.col("label") == 0).height == int(4000 * 0.45)
     assert bench.extra["hunt"].filter(pl.col("label") == 0).height == int(4000 * 0.15)
     # signal held for the reference and the test, none of it injected
-    assert bench.signal_train["wprime"].height == (600 - 100 - inj["hunt"]) // 2
+    assert bench.signal_train["wprime"].height == (600 - 45 - 10 - 15) // 2
     # the S/B in the SR is what the tables say
     sr_data = pl.concat([bench.train, bench.validation]).filter((pl.col("mjj") >= 3.3) & (pl.col("mjj") < 3.7))
     s = int(sr_data["label"].sum())
     assert bench.meta["signal_region_data"]["s_over_b"] == pytest.approx(s / (sr_data.height - s))
+    comp = bench.meta["sr_composition"]
+    hunt_sr = bench.extra["hunt"].filter((pl.col("mjj") >= 3.3) & (pl.col("mjj") < 3.7))
+    s_h = int(hunt_sr["label"].sum())
+    assert comp["hunt"]["signal"] == s_h and comp["hunt"]["s_over_sqrt_b"] == pytest.approx(s_h / np.sqrt(hunt_sr.height - s_h))
+    assert comp["test"] == {"signal": bench.signals["wprime"].height, "background": bench.test.height,
+                            "s_over_b": pytest.approx(bench.signals["wprime"].height / bench.test.height),
+                            "s_over_sqrt_b": pytest.approx(bench.signals["wprime"].height / np.sqrt(bench.test.height))}
     assert json.loads(json.dumps(bench.meta)) == bench.meta  # run.json records it as it is
     # injected signal is spread through the table (head(k) keeps signal)
     assert bench.train.head(bench.train.height // 2)["label"].sum() > 0
@@ -136,6 +147,30 @@ def test_mjj_range_and_signal_region_options(tmp_path):
     assert bench.meta["sidebands"] == [[2.0, 3.2], [3.8, 5.0]]
     with pytest.raises(UserError, match="signal region"):
         build_config(LHCO2020.Options, ["mjj_max=3.5"], "dataset lhco2020")
+    bench = load(tmp_path / "d", preprocessing="none", sb_width=0.3)
+    assert bench.meta["sideband_override"] == [[3.0, 3.3], [3.7, pytest.approx(4.0)]]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"sr_low": 40.0, "sr_high": 41.0}, "outside the data's mjj range"),
+    ({"sidebands": "3.0:3.2,3.6:3.9"}, "overlaps the signal region"),
+    ({"sidebands": "3.0:3.3,3.9:3.8"}, "is empty"),
+    ({"sb_width": 0.2, "sidebands": "3.0:3.3,3.7:3.9"}, "not both"),
+    ({"sr_scan": "3.5:3.0:0.1"}, "LOW <= HIGH"),
+    ({"min_region_events": 100000}, "fewer than min_region_events"),
+])
+def test_bad_regions_are_one_line_user_errors(tmp_path, options, message):
+    write_lhco(tmp_path / "d")
+    with pytest.raises(UserError, match=message) as err:
+        load(tmp_path / "d", **options)
+    assert "\n" not in str(err.value)
+
+
+def test_scan_windows_and_null_twin_options():
+    opts = build_config(LHCO2020.Options, ["sr_scan=3.0:3.4:0.2", "sr_low=3.3", "sr_high=3.5"], "lhco2020")
+    assert LHCO2020(opts).scan_options() == [(("sr_low", "2.9"), ("sr_high", "3.1")), (("sr_low", "3.1"), ("sr_high", "3.3")),
+                                             (("sr_low", "3.3"), ("sr_high", "3.5"))]
+    assert LHCO2020().scan_options() == [] and LHCO2020.null_options == (("n_signal", "0"),)
 
 
 def test_standardisation_fitted_on_training_data(tmp_path):
@@ -187,7 +222,7 @@ def test_second_load_reads_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(pd, "read_hdf", refuse)
     again = load(tmp_path / "d")
     assert again.train.equals(first.train) and again.extra["background_model"].equals(first.extra["background_model"])
-    assert load(tmp_path / "d", n_signal=20).meta["n_signal_injected"]["train"] == round(20 * 0.45 / 0.55)
+    assert load(tmp_path / "d", n_signal=20).meta["n_signal_injected"]["train"] == 9
 
 
 def test_fetch_uses_the_public_url(monkeypatch):

@@ -66,6 +66,16 @@ def test_background_flow_is_the_normalised_conditional_density_interpolated_into
     # the unconditional signal-region flow is normalised too
     log_p_sr = det.log_density_signal_region(rows, None)
     assert np.trapezoid(np.exp(log_p_sr), grid) == pytest.approx(1.0, abs=0.02)
+    # the background template: p_BG samples at SR masses follow the true conditional N(1 + slope (m - 3.5), 2)
+    from hepad_plugins.detectors.anode import TEMPLATE_FACTOR
+
+    scores, m_t = det.background_template()
+    sr_train = mjj[(mjj >= 3.3) & (mjj < 3.7)]
+    assert len(m_t) == TEMPLATE_FACTOR * len(sr_train) and set(np.unique(m_t)) <= set(sr_train)
+    f = det.background.sample(m_t, 5)[:, 0]
+    z = (f - (1.0 + slope * (m_t - 3.5))) / 2.0
+    assert abs(z.mean()) < 0.1 and abs(z.std() - 1.0) < 0.1 and stats.kstest(z, "norm").pvalue > 1e-3
+    assert np.isfinite(scores).all() and len(scores) == len(m_t)
 
 
 def test_deterministic_for_a_seed():

@@ -135,9 +135,13 @@ def test_cwola_finds_injected_signal():
     assert s_sig.mean() - s_bkg.mean() > 0.7  # learnt log likelihood ratio rises towards the signal
     # out of fold, the classifier separates signal region from sidebands (the signal sits in the SR)
     x, mjj = np.r_[train.x, train.x_val], np.r_[train.mjj, train.mjj_val]
-    sr, _ = region_masks(mjj, train.meta)
-    assert len(det.result.oof_logit) == len(x)
-    assert roc_auc_score(sr, det.result.oof_logit) > 0.56
+    sr, sb = region_masks(mjj, train.meta, default="adjacent")
+    oof = det.training_scores()
+    assert len(oof) == len(x)  # one value per pool row: train then validation
+    assert np.isnan(oof[~(sr | sb)]).all() and np.isfinite(oof[sr | sb]).all()  # trained on SR + adjacent SBs only
+    assert ((mjj[sb] >= 3.1) & (mjj[sb] < 3.9)).all()  # CWoLa hunting's 0.2 TeV windows
+    np.testing.assert_array_equal(oof[sr | sb], det.result.oof_logit)
+    assert roc_auc_score(sr[sr | sb], oof[sr | sb]) > 0.56
 
 
 def test_cwola_without_signal_learns_a_flat_ratio():
@@ -145,8 +149,9 @@ def test_cwola_without_signal_learns_a_flat_ratio():
     det, s_bkg, s_sig = fit_and_score(CWoLa, train, held)
     assert abs(s_sig.mean() - s_bkg.mean()) < 0.15
     assert s_bkg.std() < 0.15
-    sr, _ = region_masks(np.r_[train.mjj, train.mjj_val], train.meta)
-    assert abs(roc_auc_score(sr, det.result.oof_logit) - 0.5) < 0.05
+    oof = det.training_scores()
+    sr, sb = region_masks(np.r_[train.mjj, train.mjj_val], train.meta, default="adjacent")
+    assert abs(roc_auc_score(sr[sr | sb], oof[sr | sb]) - 0.5) < 0.06
 
 
 def test_idealised_finds_injected_signal():

@@ -26,6 +26,7 @@ import polars as pl
 
 from hepad_bench.leaderboard.collect import ScoreCache, Section, collect_sections, evaluate_comparative
 from hepad_bench.leaderboard.html import SectionPage, render_page
+from hepad_bench.leaderboard.resonant import write_resonant_tables
 from hepad_bench.leaderboard.tables import (
     CORRELATION,
     Table,
@@ -57,6 +58,8 @@ shipped samples and regenerates this folder, and the `leaderboards` CI workflow 
   `<dataset>--<options>`.
 - `<dataset>/leaderboard.csv`, `<dataset>/mu_limit.csv`, `<dataset>/rates.csv`: the tables as
   numbers (median, lo, hi, seed band, mean, std, n, limited per column).
+- `<dataset>/resonant.md`, `resonant.csv` (resonant datasets): the search's significance with signal
+  next to the fake-discovery rate of its background-only null controls.
 - `numbers.parquet` (and per dataset): every number in long format: dataset, dataset_version,
   detector, detector_version, config_hash, seed, signal, metric, value, unavailable (the reason
   where a value could not be computed), source.
@@ -200,7 +203,18 @@ def build_leaderboards(results: Path, output: Path, registry, plots: bool = True
                    ("every number (Parquet)", f"{section.slug}/numbers.parquet"), ("Markdown", f"{section.slug}/README.md")],
             notes=fig_notes,
         ))
-    say(f"writing {output}")
+  background efficiency and AUC per signal, mean ± std over seeds; upper limit on mu relative to
+  the supervised DNN), failed runs, ROC/SIC curves, score distributions, score correlations.
+- `<dataset>/leaderboard.csv`, `<dataset>/mu_limit.csv`: the tables as numbers.
+- `<dataset>/resonant.md`, `resonant.csv` (resonant datasets): the search's significance with signal
+  next to the fake-discovery rate of its background-only null controls.
+  background efficiency and AUC per signal, median over seeds with a 68 % interval; signal
+  efficiency at a fixed background rate where the dataset knows its rate; upper limit on mu
+  relative to the supervised DNN), failed runs, ROC/SIC curves, score distributions, score
+  correlations. Folders are named by the dataset; runs with non-default dataset options go to
+  `<dataset>--<options>`.
+- `<dataset>/leaderboard.csv`, `<dataset>/mu_limit.csv`, `<dataset>/rates.csv`: the tables as
+  numbers (median, lo, hi, seed band, mean, std, n, limited per column).
     _write(output / "README.md", "\n".join(readme).rstrip() + "\n", written)
     _write(output / "index.html", render_page(TITLE, INTRO, pages), written)
     _write_parquet(pl.concat(numbers, how="vertical"), output / "numbers.parquet", written)

@@ -126,15 +126,58 @@ def dijet_features(table: pl.DataFrame) -> pl.DataFrame:
     })
 
 
+def parse_windows(text: str, what: str) -> list[tuple[float, float]]:
+    """``"a:b,c:d"`` -> [(a, b), (c, d)] (TeV), each with a < b; ValueError otherwise."""
+    out = []
+    for part in text.replace(" ", "").split(","):
+        bits = part.split(":")
+        try:
+            lo, hi = (float(b) for b in bits)
+        except ValueError:
+            raise ValueError(f"{what}='{text}': expected windows LOW:HIGH separated by commas (TeV)") from None
+        if not lo < hi:
+            raise ValueError(f"{what}: window {part} is empty (LOW must be below HIGH)")
+        out.append((lo, hi))
+    return out
+
+
+def parse_scan(text: str) -> np.ndarray:
+    """``"LOW:HIGH:STEP"`` -> the signal-region centres LOW, LOW+STEP, ..., up to HIGH (TeV)."""
+    try:
+        lo, hi, step = (float(b) for b in text.split(":"))
+    except ValueError:
+        raise ValueError(f"sr_scan='{text}': expected LOW:HIGH:STEP (signal-region centres, TeV)") from None
+    if not (step > 0 and lo <= hi):
+        raise ValueError(f"sr_scan='{text}': needs LOW <= HIGH and STEP > 0")
+    n = int(np.floor((hi - lo) / step + 1e-9)) + 1
+    if n > MAX_SCAN_WINDOWS:
+        raise ValueError(f"sr_scan='{text}' has {n} windows; at most {MAX_SCAN_WINDOWS} (one training each)")
+    return np.round(lo + step * np.arange(n), 6)
+
+
+#: A scan trains once per window: more than this is a typo rather than a plan.
+MAX_SCAN_WINDOWS = 60
+
+
 @dataclass
 class ResonantOptions:
     """Load options (``-o key=value``); masses in TeV.
 
     seed (2020): dataset split seed, independent of the run seed.
-    sr_low / sr_high (3.3 / 3.7): signal region in mjj.
+    sr_low / sr_high (3.3 / 3.7): signal region (SR) in mjj.
     mjj_min / mjj_max (none): the range of the data tables (train, validation,
-    hunt); the sidebands are [mjj_min, sr_low) and [sr_high, mjj_max).
-    n_signal (1000): signal events injected into train + validation.
+    hunt); the outer sidebands are [mjj_min, sr_low) and [sr_high, mjj_max).
+    sb_width (none): width of one sideband on each side of the SR, for every
+    method. None: each method's published default (CWoLa hunting: 0.2 TeV
+    adjacent windows; ANODE/CATHODE/LaCATHODE: everything outside the SR).
+    sidebands (none): explicit sideband windows "a:b,c:d" instead (outside the SR).
+    sr_scan (none): a sliding-window search "LOW:HIGH:STEP": one run per SR
+    centred on LOW, LOW+STEP, ..., HIGH, each as wide as sr_high - sr_low.
+    min_region_events (100): the fewest training events the SR and each
+    sideband may hold; fewer is an error before any training.
+    n_signal (1000): injected signal per full background sample: every data
+    split (train, validation, hunt) gets n_signal x its background fraction,
+    so S/B over the whole mass range is n_signal / N_background in each.
     train_fraction 0.45, validation_fraction 0.10, hunt_fraction 0.15,
     test_fraction 0.15 of the background; the rest (0.15) is the background model.
     signal_train_fraction (0.5): share of the non-injected signal for the supervised reference.
@@ -147,6 +190,10 @@ class ResonantOptions:
     sr_high: float = 3.7
     mjj_min: float | None = None
     mjj_max: float | None = None
+    sb_width: float | None = None
+    sidebands: str | None = None
+    sr_scan: str | None = None
+    min_region_events: int = 100
     n_signal: int = 1000
     train_fraction: float = 0.45
     validation_fraction: float = 0.10
@@ -170,6 +217,38 @@ class ResonantOptions:
             raise ValueError(f"n_signal={self.n_signal} must be >= 0")
         if not 0.0 <= self.signal_train_fraction < 1.0:
             raise ValueError(f"signal_train_fraction={self.signal_train_fraction} must lie in [0, 1)")
+        if self.sb_width is not None and self.sidebands is not None:
+            raise ValueError("give sb_width or sidebands, not both")
+        if self.sb_width is not None and not self.sb_width > 0:
+            raise ValueError(f"sb_width={self.sb_width} must be above 0 (TeV)")
+        for a, b in self.sideband_override() or []:
+            if b > self.sr_low and a < self.sr_high:
+                raise ValueError(f"sideband {a:g}:{b:g} overlaps the signal region "
+                                 f"[{self.sr_low:g}, {self.sr_high:g}); sidebands must lie outside it")
+            if a < lo or b > hi:
+                raise ValueError(f"sideband {a:g}:{b:g} lies outside [mjj_min, mjj_max]")
+        if self.sr_scan is not None:
+            half = (self.sr_high - self.sr_low) / 2
+            centres = parse_scan(self.sr_scan)
+            if centres[0] - half < lo or centres[-1] + half > hi:
+                raise ValueError(f"sr_scan='{self.sr_scan}' has windows outside [mjj_min, mjj_max]")
+        if self.min_region_events < 1:
+            raise ValueError("min_region_events must be at least 1")
+
+    def sideband_override(self) -> list[tuple[float, float]] | None:
+        """The sideband windows every method uses, or None (each method's own default)."""
+        if self.sidebands is not None:
+            return parse_windows(self.sidebands, "sidebands")
+        if self.sb_width is not None:
+            return [(self.sr_low - self.sb_width, self.sr_low), (self.sr_high, self.sr_high + self.sb_width)]
+        return None
+
+    def scan_windows(self) -> list[tuple[float, float]]:
+        """The (sr_low, sr_high) of every window of ``sr_scan`` (empty: no scan)."""
+        if self.sr_scan is None:
+            return []
+        half = (self.sr_high - self.sr_low) / 2
+        return [(round(c - half, 6), round(c + half, 6)) for c in parse_scan(self.sr_scan)]
 
 
 def _in_range(table: pl.DataFrame, lo: float | None, hi: float | None) -> pl.DataFrame:
@@ -179,6 +258,66 @@ def _in_range(table: pl.DataFrame, lo: float | None, hi: float | None) -> pl.Dat
     if hi is not None:
         cond = cond & (pl.col(RESONANT) < hi)
     return table.filter(cond)
+
+
+def sr_counts(n_s: int, n_b: int) -> dict[str, Any]:
+    return {"signal": int(n_s), "background": int(n_b), "s_over_b": n_s / n_b if n_b else None,
+            "s_over_sqrt_b": float(n_s / np.sqrt(n_b)) if n_b else None}
+
+
+def sr_composition(table: pl.DataFrame, o: ResonantOptions) -> dict[str, Any]:
+    """True signal and background counts of ``table`` in the SR, S/B and S/sqrt(B)."""
+    sr = _in_range(table, o.sr_low, o.sr_high)
+    n_s = int((sr[LABEL] == 1).sum())
+    return sr_counts(n_s, sr.height - n_s)
+
+
+def check_regions(name: str, o: ResonantOptions, mjj: np.ndarray) -> dict[str, Any]:
+    """The resolved SR/sideband geometry for ``Benchmark.meta``, checked against the data's mjj.
+
+    UserError (one line, raised at load, so before any training) when the SR
+    or a sideband lies outside the data range, or when the SR or a sideband
+    (the override where set, else the CWoLa-hunting default windows and the
+    outer sidebands) holds fewer than ``min_region_events`` events.
+    """
+    from hepad_plugins.regions import ADJACENT_WIDTH
+
+    where = f"{name} (sr_low={o.sr_low:g}, sr_high={o.sr_high:g})"
+    if len(mjj) == 0:
+        raise UserError(f"{where}: the data holds no events in [mjj_min, mjj_max]")
+    lo, hi = float(mjj.min()), float(mjj.max())
+    if o.sr_low < lo or o.sr_high > hi:
+        raise UserError(f"{where}: the signal region lies outside the data's mjj range [{lo:.3g}, {hi:.3g}] TeV")
+    override = o.sideband_override()
+    for a, b in override or []:
+        if a < lo or b > hi:
+            raise UserError(f"{where}: sideband {a:g}:{b:g} lies outside the data's mjj range [{lo:.3g}, {hi:.3g}] TeV")
+
+    def count(a: float, b: float) -> int:
+        return int(((mjj >= a) & (mjj < b)).sum())
+
+    need = o.min_region_events
+    windows = {"signal region": (o.sr_low, o.sr_high)}
+    if override:
+        windows |= {f"sideband {a:g}:{b:g}": (a, b) for a, b in override}
+    else:
+        windows |= {"lower sideband": (o.sr_low - ADJACENT_WIDTH, o.sr_low),
+                    "upper sideband": (o.sr_high, o.sr_high + ADJACENT_WIDTH)}
+    for what, (a, b) in windows.items():
+        n = count(a, b)
+        if n < need:
+            raise UserError(f"{where}: the {what} [{a:g}, {b:g}) holds {n} training events, fewer than "
+                            f"min_region_events={need}; move or widen the window")
+    scan = None
+    if o.sr_scan is not None:
+        scan = {"spec": o.sr_scan, "windows": len(o.scan_windows())}
+    return {
+        "signal_region": [o.sr_low, o.sr_high],
+        "sidebands": [[o.mjj_min, o.sr_low], [o.sr_high, o.mjj_max]],
+        "sideband_override": [list(w) for w in override] if override else None,
+        "data_range": [lo, hi],
+        "scan": scan,
+    }
 
 
 def _shuffled(table: pl.DataFrame, seed: int, stream: str) -> pl.DataFrame:
@@ -198,17 +337,16 @@ def assemble_resonant(name: str, version: str, options: ResonantOptions, events:
     signal = events.filter(pl.col(LABEL) == 1)
     bg = split_rows(background.height, [o.train_fraction, o.validation_fraction, o.hunt_fraction, o.test_fraction],
                     o.seed, "background")
-    data_share = o.train_fraction + o.validation_fraction
-    n_data = o.n_signal
-    n_hunt = int(round(n_data * o.hunt_fraction / data_share))
-    if n_data + n_hunt > signal.height // 2:  # keep half the signal for training the reference and testing
-        scale = (signal.height // 2) / (n_data + n_hunt)
-        n_data, n_hunt = int(n_data * scale), int(n_hunt * scale)
-        warn(progress, f"{name}: only {signal.height} signal events: injecting {n_data} (asked {o.n_signal})")
-    n_train = int(round(n_data * o.train_fraction / data_share))
+    # n_signal is per full background sample: each data split gets its background share of it,
+    # so S/B (whole mass range) is n_signal / N_background in train, validation and hunt alike.
+    shares = np.array([o.train_fraction, o.validation_fraction, o.hunt_fraction])
+    n_inj = np.round(o.n_signal * shares).astype(int)
+    if n_inj.sum() > signal.height // 2:  # keep half the signal for training the reference and testing
+        n_inj = np.floor(n_inj * (signal.height // 2) / n_inj.sum()).astype(int)
+        warn(progress, f"{name}: only {signal.height} signal events: injecting {int(n_inj.sum())} "
+                       f"(asked {int(np.round(o.n_signal * shares).sum())})")
     (sig_order,) = split_rows(signal.height, [], o.seed, "signal")
-    cuts = np.cumsum([n_train, n_data - n_train, n_hunt])
-    sig_train_inj, sig_val_inj, sig_hunt_inj, rest = np.split(sig_order, cuts)
+    sig_train_inj, sig_val_inj, sig_hunt_inj, rest = np.split(sig_order, np.cumsum(n_inj))
     n_ref = int(np.floor(o.signal_train_fraction * len(rest)))
     sig_ref, sig_test = rest[:n_ref], rest[n_ref:]
 
@@ -228,29 +366,33 @@ def assemble_resonant(name: str, version: str, options: ResonantOptions, events:
     sig_test_t = in_sr(with_bookkeeping(take(signal, sig_test), SIGNAL))
     sig_ref_t = with_bookkeeping(take(signal, sig_ref), SIGNAL)
 
+    fit_data = pl.concat([train, validation])
+    geometry = check_regions(name, o, fit_data[RESONANT].to_numpy().astype(np.float64))
+
     prep = Standardiser.fit(train, FEATURES) if o.preprocessing == "standard" else None
     tables = [train, validation, hunt, test, model, sig_test_t, sig_ref_t]
     if prep:
         tables = [prep.transform(t) for t in tables]
     train, validation, hunt, test, model, sig_test_t, sig_ref_t = tables
 
-    fit_data = pl.concat([train, validation])
-    sr_data = in_sr(fit_data)
-    n_s = int((sr_data[LABEL] == 1).sum())
-    n_b = sr_data.height - n_s
     sizes = {"train": train.height, "validation": validation.height, "test": test.height,
              f"signal/{SIGNAL}": sig_test_t.height, f"signal_train/{SIGNAL}": sig_ref_t.height,
              "extra/background_model": model.height, "extra/hunt": hunt.height}
-    meta = meta | {
+    composition = {
+        "train": sr_composition(pl.concat([train, validation]), o),
+        "hunt": sr_composition(hunt, o),
+        "test": sr_counts(sig_test_t.height, test.height),
+    }
+    meta = meta | geometry | {
         "options": as_dict(o), "inputs": facts, "split_sizes": sizes,
-        "signal_region": [o.sr_low, o.sr_high],
-        "sidebands": [[o.mjj_min, o.sr_low], [o.sr_high, o.mjj_max]],
         "n_signal_requested": o.n_signal,
         "n_signal_injected": {"train": int((train[LABEL] == 1).sum()), "validation": int((validation[LABEL] == 1).sum()),
                               "hunt": int((hunt[LABEL] == 1).sum())},
-        "signal_region_data": {"signal": n_s, "background": n_b,
-                               "s_over_b": n_s / n_b if n_b else None,
-                               "s_over_sqrt_b": float(n_s / np.sqrt(n_b)) if n_b else None},
+        "injected_s_over_b": o.n_signal / background.height if background.height else None,
+        # S and B in the SR: train = train + validation (what detectors learn from), hunt (held-out
+        # data), test (separate signal and background samples for ROC metrics, not a mixture).
+        "sr_composition": composition,
+        "signal_region_data": composition["train"],
         "preprocessing": prep.to_meta() if prep else "none",
         "mjj_unit": "TeV",
     }
@@ -261,12 +403,21 @@ def assemble_resonant(name: str, version: str, options: ResonantOptions, events:
     )
 
 
-class LHCO2020(Dataset):
+class ResonantDataset(Dataset):
+    """What the LHCO-layout datasets share: a background-only twin and the sliding-window scan."""
+
+    task = "resonant"
+    null_options = (("n_signal", "0"),)
+
+    def scan_options(self) -> list[tuple[tuple[str, str], ...]]:
+        return [(("sr_low", f"{a:.6g}"), ("sr_high", f"{b:.6g}")) for a, b in self.options.scan_windows()]
+
+
+class LHCO2020(ResonantDataset):
     """LHC Olympics 2020 R&D dijets (Kasieczka et al. 2021): CATHODE features, W' signal injected, SR 3.3-3.7 TeV."""
 
     name = "lhco2020"
-    version = "1"
-    task = "resonant"
+    version = "2"  # 2: n_signal per full background sample (every data split at the same S/B); region checks
     card = read_card("lhco2020")
     Options = ResonantOptions
 

@@ -19,6 +19,8 @@ from hepad_plugins.detectors.weak import feature_columns, region_masks, require_
 
 #: Scores are log-densities; where a flow overflows, clip to this (finite) magnitude.
 SCORE_CLIP = 1e6
+#: Background-template samples per SR training event (CATHODE oversamples the SR by a similar factor).
+TEMPLATE_FACTOR = 4
 
 
 @dataclass
@@ -99,6 +101,14 @@ class ConditionalDensity:
                 lp = batched(lambda b: self.standard_log_prob(b[:, :d], b[:, d:]), both)
         return to_numpy(lp) + self.log_jacobian
 
+    def sample(self, mjj: np.ndarray, generator_seed: int) -> np.ndarray:
+        """One draw of x ~ p(x | mjj) per mass (original units), from the conditional flow."""
+        torch.manual_seed(generator_seed)
+        _, mt = self.inputs(np.zeros((len(mjj), len(self.x_mean))), mjj)
+        with torch.inference_mode():
+            xs = to_numpy(self.flow(mt).sample()).astype(np.float64)
+        return xs * self.x_scale + self.x_mean
+
     def fit(self, x: np.ndarray, mjj: np.ndarray, x_val: np.ndarray, mjj_val: np.ndarray,
             cfg: AnodeConfig, ctx: FitContext, stream: int, description: str) -> None:
         """Maximum likelihood on (x, mjj), early stopping on the validation NLL."""
@@ -150,9 +160,10 @@ class Anode(Detector):
     """
 
     name = "anode"
-    version = "1"
+    version = "2"  # 2: background template (p_BG samples in the SR) for the search readout
     min_validation_events = 1  # each density stops early on the validation likelihood
     kind = "weakly_supervised"
+    score_region = "sr"  # p_SR is learnt in the SR only: the ratio means nothing in the sidebands
     tasks = ("resonant",)
     Config = AnodeConfig
 
@@ -178,6 +189,21 @@ class Anode(Detector):
         self.background.fit(x[sb], mjj[sb], x_val[sb_val], mjj_val[sb_val], cfg, ctx, 12, "anode p_BG (sidebands)")
         self.signal_region = density(cfg.sr_conditional, 21)
         self.signal_region.fit(x[sr], mjj[sr], x_val[sr_val], mjj_val[sr_val], cfg, ctx, 22, "anode p_SR")
+        self._n_features = train.x.shape[1]
+        self._sr_mjj = mjj[sr]
+        self._template_seed = int(ctx.rng(31).integers(2**31))
+
+    def background_template(self) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of samples of p_BG interpolated into the SR (masses drawn from the SR data), CATHODE's estimate.
+
+        TEMPLATE_FACTOR samples per SR training event; their fraction above a
+        cut estimates the cut's background efficiency in the SR.
+        """
+        rng = np.random.default_rng(self._template_seed)
+        mjj = rng.choice(self._sr_mjj, size=TEMPLATE_FACTOR * len(self._sr_mjj), replace=True)
+        x = np.zeros((len(mjj), self._n_features), dtype=np.float32)
+        x[:, self._columns] = self.background.sample(mjj, self._template_seed)
+        return self.score(x, mjj), mjj
 
     def log_density_background(self, x: np.ndarray, mjj: np.ndarray) -> np.ndarray:
         """log p_BG(x | mjj) in the dataset's units (x: all feature columns)."""

@@ -10,8 +10,9 @@ is (possibly) the signal, and score events by the classifier's logit:
   ceiling of weak supervision quoted by the CATHODE paper (Hallin et al. 2022).
 
 The classifier machinery is shared (:func:`kfold_classifier`). The
-signal-region helpers (:func:`signal_region`, :func:`region_masks`,
-:func:`feature_columns`) are also used by the ANODE detector.
+signal-region helpers (:func:`signal_region`, :func:`region_masks`, from
+:mod:`hepad_plugins.regions`, and :func:`feature_columns`) are also used by
+the ANODE and CATHODE detectors.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from hepad_bench import Detector, FitContext, TrainingData, UserError, hookimpl
+from hepad_plugins.regions import ADJACENT_WIDTH, region_masks, sideband_windows, signal_region  # noqa: F401 (re-exported)
 from hepad_plugins.detectors._torch import (
     batched,
     mlp,
@@ -40,53 +42,8 @@ RESONANT = "mjj"
 
 
 # -- signal region and sidebands ------------------------------------------------------------
-def signal_region(meta: dict[str, Any]) -> tuple[float, float]:
-    """(low, high) of the signal region in TeV from the benchmark meta.
-
-    Read from ``sr_low``/``sr_high``, else from ``signal_region`` = [low, high]
-    (the form the LHCO-style loaders record).
-    """
-    if "sr_low" in meta and "sr_high" in meta:
-        low, high = meta["sr_low"], meta["sr_high"]
-    elif isinstance(meta.get("signal_region"), (list, tuple)) and len(meta["signal_region"]) == 2:
-        low, high = meta["signal_region"]
-    else:
-        raise UserError(
-            "this resonant detector needs the signal region: the dataset's meta has neither 'sr_low'/'sr_high' "
-            "nor 'signal_region' (TeV); use a resonant dataset that records it"
-        )
-    low, high = float(low), float(high)
-    if not low < high:
-        raise UserError(f"signal region [{low}, {high}] TeV in the dataset meta is empty; "
-                        "fix the dataset's signal region")
-    return low, high
-
-
-def _sideband_windows(meta: dict[str, Any]) -> list[tuple[float, float]]:
-    """Allowed sideband windows [(low, high)], open ends as infinities; none given: everything."""
-    if "sb_low" in meta or "sb_high" in meta:
-        low, high = meta.get("sb_low"), meta.get("sb_high")
-        return [(-np.inf if low is None else float(low), np.inf if high is None else float(high))]
-    windows = meta.get("sidebands")
-    if isinstance(windows, (list, tuple)) and windows:
-        return [(-np.inf if lo is None else float(lo), np.inf if hi is None else float(hi)) for lo, hi in windows]
-    return [(-np.inf, np.inf)]
-
-
-def region_masks(mjj: np.ndarray, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks (signal region, sidebands) of ``mjj`` (TeV).
-
-    Signal region: ``sr_low <= mjj < sr_high``. Sidebands: everything else,
-    cut to ``[sb_low, sb_high)`` or to the ``sidebands`` windows
-    ([[low, high], ...], None = open) where the meta gives them.
-    """
-    low, high = signal_region(meta)
-    mjj = np.asarray(mjj, dtype=np.float64)
-    sr = (mjj >= low) & (mjj < high)
-    in_window = np.zeros(len(mjj), dtype=bool)
-    for lo, hi in _sideband_windows(meta):
-        in_window |= (mjj >= lo) & (mjj < hi)
-    return sr, ~sr & in_window
+# The geometry lives in hepad_plugins.regions (torch-free, shared with the metrics); re-exported
+# here because the resonant detectors (ANODE, CATHODE) import it from this module.
 
 
 def feature_columns(features: list[str]) -> np.ndarray:
@@ -255,6 +212,7 @@ class _WeakClassifier(Detector):
         self._columns = feature_columns(train.features)
         self._device = torch.device(ctx.device)
         x, y, w = self._samples(train)
+        self._y = y
         x = x[:, self._columns].astype(np.float64)
         self.result = kfold_classifier(x, y.astype(np.float32), w, self.config, ctx, self.name)
 
@@ -279,8 +237,9 @@ class CWoLa(_WeakClassifier):
     174, arXiv:1708.02949) applied to a resonance search (Collins, Howe,
     Nachman, PRL 121 (2018) 241803, arXiv:1805.02664). A dense network learns
     signal region (the dataset meta's ``signal_region``, or ``sr_low`` /
-    ``sr_high``, in TeV) vs sidebands (the rest, within the meta's
-    ``sidebands`` windows where given) on the unlabelled data
+    ``sr_high``, in TeV) vs the two adjacent sidebands (CWoLa hunting's
+    choice: ``regions.ADJACENT_WIDTH`` = 0.2 TeV on each side unless the
+    dataset sets ``sb_width`` or ``sidebands``) on the unlabelled data
     (training and validation splits pooled), with the two regions balanced
     by weight; ``mjj`` itself is dropped from the inputs. Where the regions
     differ only by a localised signal, the optimal classifier is monotonic in
@@ -289,23 +248,34 @@ class CWoLa(_WeakClassifier):
     k-folding: the pool is split into ``k_folds`` folds; model j holds out
     fold j, stops early on fold j+1 (best validation weights kept) and trains
     on the rest, so every training event has an out-of-fold logit from a
-    model that never saw it (``result.oof_logit``, as a bump hunt on the
-    training data needs). New events (the test background, signals and hunt
-    tables the runner scores are held out, seen by no model) get the mean
-    logit of the k models, an ensemble.
+    model that never saw it (``result.oof_logit``). CWoLa hunting selects
+    on exactly these: :meth:`training_scores` hands them to the runner
+    (sample ``training``), and the sideband-fit readout cuts on them, so the
+    search uses the same data the classifier trained on without any event
+    judged by a model that saw it. New events (the test background, signals
+    and hunt tables the runner scores are held out, seen by no model) get
+    the mean logit of the k models, an ensemble; the score means what it
+    was trained for in the SR and its sidebands only (``score_region``).
 
     Defaults: k_folds 5, hidden 64-64-64 ReLU, AdamW lr 1e-3, weight decay
     1e-4, batch 256, at most 50 epochs, patience 8; inputs standardised.
     """
 
     name = "cwola"
-    version = "1"
+    version = "2"  # 2: adjacent sidebands by default, out-of-fold scores of the training pool
+    score_region = "sr+sidebands"
 
     def _samples(self, train: TrainingData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x, mjj, w = _pool(train)
-        sr, sb = region_masks(mjj, train.meta)
-        keep = sr | sb
-        return x[keep], sr[keep].astype(np.float32), w[keep]
+        sr, sb = region_masks(mjj, train.meta, default="adjacent")
+        self._keep = sr | sb
+        return x[self._keep], sr[self._keep].astype(np.float32), w[self._keep]
+
+    def training_scores(self) -> np.ndarray:
+        """Out-of-fold logits of the pool (train then validation rows); NaN outside SR and sidebands."""
+        out = np.full(len(self._keep), np.nan)
+        out[self._keep] = np.nan_to_num(self.result.oof_logit, nan=0.0, posinf=1e6, neginf=-1e6)
+        return out
 
 
 class Idealised(_WeakClassifier):
@@ -322,7 +292,8 @@ class Idealised(_WeakClassifier):
     """
 
     name = "idealised"
-    version = "1"
+    version = "2"  # 2: out-of-fold scores of SR data and of the background model, for the search readout
+    score_region = "sr"
 
     def _samples(self, train: TrainingData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x, mjj, w = _pool(train)
@@ -333,12 +304,36 @@ class Idealised(_WeakClassifier):
         model_w = train.extra.get("background_model_weight")
         model_w = np.ones(len(model)) if model_w is None else np.asarray(model_w, dtype=np.float64)
         model_mjj = train.extra.get("background_model_mjj")
+        in_sr = slice(None)
         if model_mjj is not None:  # keep the model to the same signal region as the data
             in_sr, _ = region_masks(model_mjj, train.meta)
             model, model_w = model[in_sr], model_w[in_sr]
+        self._sr = sr
         x_all = np.concatenate([x[sr], model])
         y = np.r_[np.ones(int(sr.sum())), np.zeros(len(model))].astype(np.float32)
+        self._template_mjj = None if model_mjj is None else np.asarray(model_mjj, dtype=np.float64)[in_sr]
         return x_all, y, np.concatenate([w[sr], model_w])
+
+    def background_template(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Out-of-fold logits of the background-model events (its SR background, as CATHODE's samples).
+
+        Out of fold like :meth:`training_scores`, so that both are single
+        fold-model logits of events the model did not see: the search
+        compares their efficiencies at one threshold (the ensemble mean used
+        for new events has a narrower spread and would not compare).
+        """
+        n = self._n_template
+        return np.nan_to_num(self.result.oof_logit[-n:], nan=0.0, posinf=1e6, neginf=-1e6), self._template_mjj
+
+    def training_scores(self) -> np.ndarray:
+        """Out-of-fold logits of the SR data rows of the pool (train then validation); NaN elsewhere."""
+        out = np.full(len(self._sr), np.nan)
+        out[self._sr] = np.nan_to_num(self.result.oof_logit[: int(self._sr.sum())], nan=0.0, posinf=1e6, neginf=-1e6)
+        return out
+
+    def fit(self, train: TrainingData, ctx: FitContext) -> None:
+        super().fit(train, ctx)
+        self._n_template = int((np.asarray(self._y) == 0).sum())  # the model rows come last in the pool
 
 
 @hookimpl

@@ -1,5 +1,8 @@
 """Metrics that use the resonant observable (mjj): bump hunt after a score cut, and mass sculpting.
 
+The search's significance readout (a dijet-function fit of the selected
+sidebands) is :mod:`hepad_plugins.metrics.sideband`.
+
 Bump hunt (GAN-AE's final step, Vaslin, Barra, Donini, EPJC 83 (2023)): keep
 the hunt events (held-out data over the full mjj range, signal injected) in
 the top 10 % / 1 % of the score and run pyBumpHunter's BumpHunter1D
@@ -88,16 +91,23 @@ def bump_hunt_histograms(data: np.ndarray, reference: np.ndarray, edges: np.ndar
 
 
 class BumpHunt(Metric):
-    """BumpHunter on mjj of hunt events in the top 10 % / 1 % of the score (pyBumpHunter, 40 bins, 1000 pseudo-experiments).
+    """Diagnostic: BumpHunter on mjj of hunt events in the top 10 % / 1 % of the score (pyBumpHunter, 40 bins, 1000 pseudo-experiments).
 
     Keys bump_local_sig@10%, bump_global_sig@10%, bump_low@10%, bump_high@10%
     and the same for 1%. Reference: the pre-cut hunt mjj histogram scaled to
     the post-cut count. The global significance is capped by the number of
     pseudo-experiments (about 3.1 sigma for 1000): then it is a lower limit.
+
+    A diagnostic, not the search's significance (that is ``sideband_fit``):
+    the pre-cut reference is right only for a score that does not sculpt
+    mjj. It is computed only for scores valid over the whole mass range
+    (``score_region`` "everywhere": unsupervised, supervised, LaCATHODE);
+    for a score trained for the SR (and its sidebands) it is unavailable,
+    since cutting on it across the full spectrum manufactures bumps.
     """
 
     name = "bump_hunt"
-    version = "1"
+    version = "2"  # 2: unavailable for scores not valid outside the SR
     tasks = ("resonant",)
     bins = 40
     npe = 1000
@@ -106,6 +116,10 @@ class BumpHunt(Metric):
     def compute(self, scored: ScoredSignal) -> Mapping[str, MetricValue]:
         keys = [f"bump_{k}@{label}" for label, _ in HUNT_FRACTIONS for k in ("local_sig", "global_sig", "low", "high")]
         hunt = scored.hunt
+        if scored.score_region != "everywhere":
+            why = (f"diagnostic only for scores valid over the whole mass range; this one is trained for "
+                   f"'{scored.score_region}' (use sideband_fit)")
+            return dict.fromkeys(keys, Unavailable(why))
         if hunt is None or len(hunt) == 0:
             return dict.fromkeys(keys, Unavailable("the dataset has no hunt sample (full-range data) to bump hunt on"))
         if hunt.mjj is None:
@@ -155,11 +169,14 @@ class MassCorrelation(Metric):
     A mass-sculpting check (0 = the score does not know mjj). mass_dcorr uses a
     fixed-seed subsample of 5000 events. On resonant datasets the test
     background covers only the signal region, so mass_dcorr_hunt /
-    mass_pearson_hunt repeat it on the hunt's true background over the full range.
+    mass_pearson_hunt repeat it on the hunt's true background over the full range,
+    and mass_dcorr_sr / mass_dcorr_sb in the SR and in the readout sidebands
+    (the dataset's override, else the adjacent 0.2 TeV windows): where a
+    search cuts on the score.
     """
 
     name = "mass_correlation"
-    version = "1"
+    version = "2"  # 2: SR and sideband dcorr
     tasks = ("unsupervised", "resonant")
     max_events = 5000
     seed = 0
@@ -190,6 +207,22 @@ class MassCorrelation(Metric):
                 mjj = None if hunt.mjj is None else np.asarray(hunt.mjj)[is_bkg]
                 out["mass_dcorr_hunt"], out["mass_pearson_hunt"] = self._values(
                     np.asarray(hunt.score)[is_bkg], mjj, "hunt background")
+                out |= self._regions(hunt, is_bkg, scored.meta)
+        return out
+
+    def _regions(self, hunt, is_bkg: np.ndarray, meta: dict) -> dict[str, MetricValue]:
+        """mass_dcorr_sr / mass_dcorr_sb: the hunt background's dcorr in the SR and in the readout sidebands."""
+        from hepad_plugins.regions import region_masks
+
+        if hunt.mjj is None or not (meta.get("signal_region") or "sr_low" in meta):
+            why = "no signal region or no mjj"
+            return {"mass_dcorr_sr": Unavailable(why), "mass_dcorr_sb": Unavailable(why)}
+        mjj, score = np.asarray(hunt.mjj, dtype=np.float64), np.asarray(hunt.score)
+        sr, sb = region_masks(mjj, meta, default="adjacent")
+        out: dict[str, MetricValue] = {}
+        for key, mask, what in (("mass_dcorr_sr", sr, "SR"), ("mass_dcorr_sb", sb, "sideband")):
+            sel = mask & is_bkg
+            out[key], _ = self._values(score[sel], mjj[sel], f"{what} hunt background")
         return out
 
 
