@@ -203,18 +203,8 @@ def build_leaderboards(results: Path, output: Path, registry, plots: bool = True
                    ("every number (Parquet)", f"{section.slug}/numbers.parquet"), ("Markdown", f"{section.slug}/README.md")],
             notes=fig_notes,
         ))
-  background efficiency and AUC per signal, mean ± std over seeds; upper limit on mu relative to
-  the supervised DNN), failed runs, ROC/SIC curves, score distributions, score correlations.
-- `<dataset>/leaderboard.csv`, `<dataset>/mu_limit.csv`: the tables as numbers.
-- `<dataset>/resonant.md`, `resonant.csv` (resonant datasets): the search's significance with signal
-  next to the fake-discovery rate of its background-only null controls.
-  background efficiency and AUC per signal, median over seeds with a 68 % interval; signal
-  efficiency at a fixed background rate where the dataset knows its rate; upper limit on mu
-  relative to the supervised DNN), failed runs, ROC/SIC curves, score distributions, score
-  correlations. Folders are named by the dataset; runs with non-default dataset options go to
-  `<dataset>--<options>`.
-- `<dataset>/leaderboard.csv`, `<dataset>/mu_limit.csv`, `<dataset>/rates.csv`: the tables as
-  numbers (median, lo, hi, seed band, mean, std, n, limited per column).
+    say(f"writing {output}")
+    readme += write_resonant_tables(sections, output, written)  # significance next to the null controls
     _write(output / "README.md", "\n".join(readme).rstrip() + "\n", written)
     _write(output / "index.html", render_page(TITLE, INTRO, pages), written)
     _write_parquet(pl.concat(numbers, how="vertical"), output / "numbers.parquet", written)
