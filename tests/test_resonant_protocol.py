@@ -270,7 +270,8 @@ def test_leaderboard_shows_the_fake_discovery_rate_of_the_null_twins(tmp_path):
         run = {"key": key, "dataset": {"name": "d", "version": "1", "options": options, "max_events": None},
                "detector": {"name": "cwola", "version": "2", "config": {}, "kind": "weakly_supervised"},
                "seed": seed, "status": "ok", "task": "resonant", "signals": ["s"]} | extra
-        store.write_run(tmp_path / "res" / "d" / "cwola" / key, run, None, {"s": metrics})
+        no_scores = pl.DataFrame(schema=store.SCORE_SCHEMA)  # the leaderboard skips a run without a scores file
+        store.write_run(tmp_path / "res" / "d" / "cwola" / key, run, no_scores, {"s": metrics})
 
     z_signal, z_null = [4.0, 5.0, 3.0], [0.5, 2.5, 1.9]  # one null seed above 2 sigma
     for seed, (zs, zn) in enumerate(zip(z_signal, z_null)):
