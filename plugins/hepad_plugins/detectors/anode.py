@@ -94,6 +94,29 @@ class ConditionalDensity:
                 lp = batched(lambda b: self.standard_log_prob(b[:, :d], b[:, d:]), both)
         return to_numpy(lp) + self.log_jacobian
 
+    def sample(self, mjj: np.ndarray) -> np.ndarray:
+        """One draw of x ~ p(x | mjj) per mass, original units (seed torch's global RNG first).
+
+        Used by CATHODE to fill the signal region with background samples.
+        """
+        _, mt = self.inputs(np.zeros((len(mjj), len(self.x_mean))), mjj)
+        with torch.inference_mode():
+            z = batched(lambda b: self.flow(b).sample(), mt)
+        return to_numpy(z) * self.x_scale + self.x_mean
+
+    def latent(self, x: np.ndarray, mjj: np.ndarray) -> np.ndarray:
+        """The flow's forward map z = f(x; mjj): standard normal for events the flow models well.
+
+        Used by LaCATHODE to classify in a space where the background has the
+        same distribution at every mass.
+        """
+        xt, mt = self.inputs(x, mjj)
+        both = torch.cat([xt, mt], dim=1)
+        d = xt.shape[1]
+        with torch.inference_mode():
+            z = batched(lambda b: self.flow(b[:, d:]).transform(b[:, :d]), both)
+        return to_numpy(z)
+
     def fit(self, x: np.ndarray, mjj: np.ndarray, x_val: np.ndarray, mjj_val: np.ndarray,
             cfg: AnodeConfig, ctx: FitContext, stream: int, description: str) -> None:
         """Maximum likelihood on (x, mjj), early stopping on the validation NLL."""
