@@ -188,3 +188,11 @@ def test_bad_input_is_a_one_line_error_before_training():
     empty_sr = dataclasses.replace(train, meta={"signal_region": [9.0, 9.5]})
     with pytest.raises(UserError, match="signal-region"):
         LaCathode(FAST).fit(empty_sr, FitContext(seed=0))
+
+
+def test_registered_through_entry_point():
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group="hepad_bench") if e.name == "detectors_cathode"]
+    assert ep.load().hepad_detectors() == [Cathode, LaCathode]
+    assert {Cathode.kind, LaCathode.kind} == {"weakly_supervised"} and Cathode.tasks == ("resonant",)
