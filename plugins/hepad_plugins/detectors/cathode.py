@@ -250,7 +250,9 @@ class Cathode(_SidebandTemplate):
     Departures from the paper: model selection keeps the flow's best
     validation epoch (the paper averages samples of its 10 best epochs) and
     each fold classifier's best validation epoch (the paper ensembles the 10
-    best epochs); the ensemble here is over the k folds.
+    best epochs); the ensemble here is over the k folds. zuko's MAF has
+    no batch-normalisation layers between its blocks (sk_cathode's flow
+    normalises between blocks); the inputs are standardised instead.
 
     Defaults (sk_cathode / the paper): flow 15 MADE blocks of 128-128, lr
     1e-4, weight decay 1e-6, batch 256, <= 100 epochs, patience 10, logit
