@@ -54,7 +54,7 @@ SIC_KEY = "sic_max"
 #: The significance drawn in the second panel. For now BumpHunter's global significance after the 1 %
 #: score cut; this switches to the sideband-fit significance once that metric exists.
 SIGNIFICANCE_KEY = "bump_global_sig@1%"
-PANELS = {SIC_KEY: "max SIC  $\\epsilon_S/\\sqrt{\\epsilon_B}$", SIGNIFICANCE_KEY: "significance ($\\sigma$)"}
+PANELS = {SIC_KEY: "max SIC  \u03b5$_S$ / \u221a\u03b5$_B$", SIGNIFICANCE_KEY: f"significance ({SIGNIFICANCE_KEY}, \u03c3)"}
 
 
 def number(value: Any) -> float:
