@@ -22,9 +22,9 @@ Usage (from the repository root):
     python benchmarks/sb_scan.py --seed 1 --n-signal 0 --n-signal 300 -d cwola -d idealised   # a quick look
     python benchmarks/sb_scan.py --plot-only          # redraw from the stored runs
 
-The full scan is 150 runs; on one CPU core CATHODE and LaCATHODE take
-minutes each, the rest well under a minute: hours in all (use
-``--device cuda`` where there is a GPU).
+The full scan is 150 runs; CATHODE and LaCATHODE take about 1.5
+CPU-minutes each on dijet-pythia (one core, idle), the others less: a few
+hours in all (use ``--device cuda`` where there is a GPU).
 """
 
 from __future__ import annotations
