@@ -23,7 +23,7 @@ Usage (from the repository root):
     python benchmarks/sb_scan.py --plot-only          # redraw from the stored runs
 
 The full scan is 150 runs; CATHODE and LaCATHODE take about 1.5
-CPU-minutes each on dijet-pythia (one core, idle), the others less: a few
+CPU-minutes each on dijet-pythia (one torch thread), the others less: a few
 hours in all (use ``--device cuda`` where there is a GPU).
 """
 
