@@ -1,6 +1,7 @@
 # hepad-bench developer targets.
 #   make test          run the test suite
 #   make leaderboards  run the benchmark grid on the shipped samples and regenerate leaderboards/
+#   make sb-scan       performance against injected S/B on dijet-pythia (hours on a CPU; resumable)
 # Variables can be overridden: make leaderboards SEEDS="1" DEVICE=cuda
 
 PYTHON ?= python
@@ -17,7 +18,7 @@ PARAMS ?= -p gan-ae.cycles=5
 SEED_FLAGS = $(foreach s,$(SEEDS),--seed $(s))
 RUN = $(HEPAD) run --device $(DEVICE) --output $(RESULTS) --quiet $(SEED_FLAGS) $(PARAMS)
 
-.PHONY: test results leaderboards
+.PHONY: test results leaderboards sb-scan
 
 test:
 	$(PYTHON) -m pytest -q
@@ -34,3 +35,12 @@ results:
 leaderboards: results
 	rm -rf $(LEADERBOARDS)
 	$(HEPAD) leaderboard $(RESULTS) --output $(LEADERBOARDS)
+
+# The S/B scan (CATHODE's figure 7) wants at least five seeds: SEEDS from the command line, else 1-5.
+SB_SEEDS = $(if $(filter command line environment,$(origin SEEDS)),$(SEEDS),1 2 3 4 5)
+SB_RESULTS ?= $(RESULTS)/sb-scan
+
+# Writes $(LEADERBOARDS)/dijet-pythia/sb_scan.{png,csv}; run it after 'make leaderboards', which rebuilds that folder.
+sb-scan:
+	$(PYTHON) benchmarks/sb_scan.py --device $(DEVICE) --output $(SB_RESULTS) --leaderboards $(LEADERBOARDS) \
+		$(foreach s,$(SB_SEEDS),--seed $(s))

@@ -101,13 +101,31 @@ class ConditionalDensity:
                 lp = batched(lambda b: self.standard_log_prob(b[:, :d], b[:, d:]), both)
         return to_numpy(lp) + self.log_jacobian
 
-    def sample(self, mjj: np.ndarray, generator_seed: int) -> np.ndarray:
-        """One draw of x ~ p(x | mjj) per mass (original units), from the conditional flow."""
-        torch.manual_seed(generator_seed)
+    def sample(self, mjj: np.ndarray, generator_seed: int | None = None) -> np.ndarray:
+        """One draw of x ~ p(x | mjj) per mass, original units; ``generator_seed`` seeds torch's global RNG first.
+
+        Used by ANODE for its SR background template and by CATHODE to fill the
+        signal region with background samples.
+        """
+        if generator_seed is not None:
+            torch.manual_seed(generator_seed)
         _, mt = self.inputs(np.zeros((len(mjj), len(self.x_mean))), mjj)
         with torch.inference_mode():
-            xs = to_numpy(self.flow(mt).sample()).astype(np.float64)
-        return xs * self.x_scale + self.x_mean
+            z = batched(lambda b: self.flow(b).sample(), mt)
+        return to_numpy(z) * self.x_scale + self.x_mean
+
+    def latent(self, x: np.ndarray, mjj: np.ndarray) -> np.ndarray:
+        """The flow's forward map z = f(x; mjj): standard normal for events the flow models well.
+
+        Used by LaCATHODE to classify in a space where the background has the
+        same distribution at every mass.
+        """
+        xt, mt = self.inputs(x, mjj)
+        both = torch.cat([xt, mt], dim=1)
+        d = xt.shape[1]
+        with torch.inference_mode():
+            z = batched(lambda b: self.flow(b[:, d:]).transform(b[:, :d]), both)
+        return to_numpy(z)
 
     def fit(self, x: np.ndarray, mjj: np.ndarray, x_val: np.ndarray, mjj_val: np.ndarray,
             cfg: AnodeConfig, ctx: FitContext, stream: int, description: str) -> None:
