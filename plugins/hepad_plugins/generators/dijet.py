@@ -309,7 +309,7 @@ def _settings_key() -> str:
     text = json.dumps(
         {
             "settings": PROCESS_SETTINGS, "common": _COMMON_SETTINGS, "filter": LEADING_JET_PT_MIN_GEV,
-            "jet": [JET_R, JET_PT_MIN_GEV, PARTICLE_ETA_MAX], "batch": _BATCH, "format": 2,
+            "jet": [JET_R, JET_PT_MIN_GEV, PARTICLE_ETA_MAX], "batch": _BATCH, "format": 3,
         },
         sort_keys=True,
     )  # fmt: skip
