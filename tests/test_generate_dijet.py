@@ -113,12 +113,18 @@ def test_signal_physics(sample):
 
 
 def test_same_seed_same_table_other_seed_other_table(tmp_path):
-    def table(seed, where):
-        dijet.generate(tmp_path / where, events=15, seed=seed, signal_events=10, workers=1, progress=Progress())
+    def table(seed, where, constituents=True):
+        dijet.generate(tmp_path / where, events=15, seed=seed, signal_events=10, workers=1, progress=Progress(),
+                       constituents=constituents)
         return pd.read_hdf(tmp_path / where / "events_anomalydetection_v2.features.h5")
 
-    first, again, other = table(5, "a"), table(5, "b"), table(6, "c")
-    pd.testing.assert_frame_equal(first, again, check_exact=True)
+    first, again, other = table(5, "a"), table(5, "b", constituents=False), table(6, "c")
+    pd.testing.assert_frame_equal(first, again, check_exact=True)  # writing the constituents changes nothing
+    assert (tmp_path / "a" / "events_anomalydetection_v2.h5").is_file()
+    assert not (tmp_path / "b" / "events_anomalydetection_v2.h5").exists()
+    raw_a = pd.read_hdf(tmp_path / "a" / "events_anomalydetection_v2.h5")
+    raw_c = pd.read_hdf(tmp_path / "c" / "events_anomalydetection_v2.h5")
+    assert not np.allclose(raw_a.to_numpy(), raw_c.to_numpy())
     assert not np.allclose(first.drop(columns="label").to_numpy(), other.drop(columns="label").to_numpy())
 
 
