@@ -16,6 +16,10 @@ default) the four features are standardised with the mean/std of the training
 data (background + injected signal: what an analyst has); ``mjj`` is never
 transformed.
 
+With ``-o features=ganae42`` the loader reads the raw constituent file of the
+same record instead (:mod:`~hepad_plugins.datasets.lhco_raw`) and the detector
+features are GAN-AE's 42 jet features (:func:`assemble_feature_set`).
+
 Partition (deterministic from the dataset option ``seed``): the background is
 shuffled and cut into train (``train_fraction`` 0.45), validation (0.10), hunt
 (0.15), test (0.15) and background model (the rest, 0.15): disjoint pieces.
