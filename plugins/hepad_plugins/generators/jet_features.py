@@ -16,9 +16,10 @@ pre-processing the authors point to (Dinu, github.com/imdinu/clustering-lhco,
 ``mass_k``      jet invariant mass (TeV)
 ``nisj_k``      inclusive subjets: the jet's constituents re-clustered with kT, R = 0.2;
                 the number of inclusive jets with pT > 0 (every kT R = 0.2 cluster)
-``nesj_k``      exclusive subjets: the same kT R = 0.2 sequence, the number of jets
-                resolved at d_cut = 0.1 GeV^2 (FastJet ``n_exclusive_jets(0.1)``: mergings
-                with d_ij or d_iB = pT^2 below 0.1 GeV^2 are undone no more)
+``nesj_k``      exclusive subjets: the same kT R = 0.2 sequence stopped at d_cut = 0.1 GeV^2
+                (FastJet ``n_exclusive_jets(0.1)``): the number of jets left once every
+                step with d_ij or d_iB = pT^2 below d_cut is done; with so small a d_cut
+                this is close to the number of constituents
 ``tau1_k``..    N-subjettiness tau_1, tau_2, tau_3 (beta = 1, R0 = 1.0, exclusive-kT axes;
 ``tau3_k``      :mod:`~hepad_plugins.generators.nsubjettiness`)
 ``tau32_k``     tau_3 / tau_2 (0 where tau_2 = 0)
