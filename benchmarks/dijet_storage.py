@@ -44,7 +44,8 @@ def main() -> None:
     features = features_of_block(raw)
     forms = {}
     for name, dtype in (("float32", np.float32), ("float16", np.float16)):
-        cast = [pl.col(c).cast(pl.Float16 if dtype is np.float16 else pl.Float32) for c in features.columns if c != "label"]
+        target = pl.Float16 if dtype is np.float16 else pl.Float32
+        cast = [pl.col(c).cast(target) for c in features.columns if c != "label"]
         forms[f"features {name}"] = parquet_bytes(features.with_columns(cast).to_arrow()) / n
         lists = {k: pa.ListArray.from_arrays(offsets, pa.array(triplets[..., i][real].astype(dtype)))
                  for i, k in enumerate(("pt", "eta", "phi"))}

@@ -90,7 +90,8 @@ def _shape(path: Path) -> tuple[str, int, int]:
     except DataError:
         raise
     except Exception as exc:  # tables / pandas raise many types for a foreign file
-        raise DataError(f"{path}: not a readable pandas HDF5 table ({type(exc).__name__}); expected {RAW_FILE}") from None
+        why = type(exc).__name__
+        raise DataError(f"{path}: not a readable pandas HDF5 table ({why}); expected {RAW_FILE}") from None
     n_events, n_cols = int(shape[0]), int(shape[1])
     if n_cols != RAW_COLUMNS:
         raise DataError(f"{path}: {n_cols} columns, expected {RAW_COLUMNS} (700 x pT, eta, phi + label) "
