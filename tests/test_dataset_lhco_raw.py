@@ -179,3 +179,13 @@ def test_dijet_pythia_ganae42_is_built_from_the_constituents(tmp_path, monkeypat
     assert b.features == jf.GANAE42 and b.features_of(b.test).shape[1] == 42
     c = load(DijetPythia, None, n_signal=30)  # the default feature set still reads events.parquet
     assert c.features == lhco2020.FEATURES
+    # float16 on disk: smaller, read back as float32 within float16 rounding (2^-11 relative)
+    size32 = (out / "dijet-pythia" / embedded.DIJET_GANAE).stat().st_size
+    assert build_module().main(["--only", "dijet", "--dijet", str(gen), "--out", str(out), "--dijet-float16"]) == 0
+    half = pl.read_parquet(out / "dijet-pythia" / embedded.DIJET_GANAE)
+    assert half["pt_1"].dtype == pl.Float16 and (out / "dijet-pythia" / embedded.DIJET_GANAE).stat().st_size < size32
+    for name in ["mjj", *jf.GANAE42]:
+        np.testing.assert_allclose(half[name].cast(pl.Float64).to_numpy(), direct[name].to_numpy(),
+                                   rtol=2**-11, atol=1e-7, err_msg=name)
+    b16 = load(DijetPythia, None, features="ganae42", n_signal=30)
+    assert b16.features_of(b16.train).dtype == np.float32 and b16.train.height == b.train.height
