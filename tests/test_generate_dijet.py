@@ -113,15 +113,54 @@ def test_signal_physics(sample):
 
 
 def test_same_seed_same_table_other_seed_other_table(tmp_path):
-    def table(seed, where):
-        dijet.generate(tmp_path / where, events=15, seed=seed, signal_events=10, workers=1, progress=Progress())
+    def table(seed, where, constituents=True):
+        dijet.generate(tmp_path / where, events=15, seed=seed, signal_events=10, workers=1, progress=Progress(),
+                       constituents=constituents)
         return pd.read_hdf(tmp_path / where / "events_anomalydetection_v2.features.h5")
 
-    first, again, other = table(5, "a"), table(5, "b"), table(6, "c")
-    pd.testing.assert_frame_equal(first, again, check_exact=True)
+    first, again, other = table(5, "a"), table(5, "b", constituents=False), table(6, "c")
+    pd.testing.assert_frame_equal(first, again, check_exact=True)  # writing the constituents changes nothing
+    assert (tmp_path / "a" / "events_anomalydetection_v2.h5").is_file()
+    assert not (tmp_path / "b" / "events_anomalydetection_v2.h5").exists()
+    raw_a = pd.read_hdf(tmp_path / "a" / "events_anomalydetection_v2.h5")
+    raw_c = pd.read_hdf(tmp_path / "c" / "events_anomalydetection_v2.h5")
+    assert not np.allclose(raw_a.to_numpy(), raw_c.to_numpy())
     assert not np.allclose(first.drop(columns="label").to_numpy(), other.drop(columns="label").to_numpy())
 
 
 def test_bad_event_counts_are_refused(tmp_path):
     with pytest.raises(ValueError, match="positive number of events"):
         dijet.generate(tmp_path, events=0, seed=1, signal_events=0, workers=1, progress=Progress())
+
+
+def test_constituent_file_is_the_lhco_raw_layout_of_the_same_events(sample):
+    from hepad_plugins.datasets import lhco_raw
+
+    out, paths = sample
+    raw_path = out / "events_anomalydetection_v2.h5"
+    assert raw_path in paths
+    raw = pd.read_hdf(raw_path).to_numpy()
+    df = pd.read_hdf(out / "events_anomalydetection_v2.features.h5")
+    assert raw.shape == (240, 2101) and raw.dtype == np.float32
+    assert raw[:, -1].tolist() == df["label"].tolist()  # same rows, same order
+    pt = raw[:, :-1:3]
+    assert (np.diff(pt, axis=1) <= 0).all()  # pT-ordered, zero padding at the end
+    n = (pt > 0).sum(axis=1)
+    assert (n > 20).all() and n.max() < 700
+    # Reclustering the written constituents gives back the two jets: the massless particles keep pT, y and
+    # phi, so the jets' pT match the features file (float32 storage may move a rare particle on a jet edge).
+    f = lhco_raw.read_raw_features(raw_path)
+    for k in (1, 2):
+        rel = np.abs(f[f"pt_{k}"].to_numpy() * 1000 / np.hypot(df[f"pxj{k}"], df[f"pyj{k}"]) - 1)
+        assert np.mean(rel < 1e-5) > 0.97 and rel.max() < 0.03
+        # massless constituents make lighter jets (E drops from mT cosh y to pT cosh y), by a few per cent
+        massive = df[f"mj{k}"].to_numpy() > 1.0  # (a one-particle jet is massless either way)
+        ratio = f[f"mass_{k}"].to_numpy()[massive] * 1000 / df[f"mj{k}"].to_numpy()[massive]
+        assert np.mean(ratio < 1 + 1e-4) > 0.97 and 0.9 < np.median(ratio) < 1
+        rings = f.select([f"eRing{i}_{k}" for i in range(10)]).to_numpy().sum(axis=1)
+        assert (rings <= 1 + 1e-5).all() and np.median(rings) > 0.999
+    # GAN-AE's view of the signal: the heavy X (500 GeV) jet, two-prong jets (low tau21), more subjets
+    sig, qcd = f.filter(f["label"] == 1), f.filter(f["label"] == 0)
+    heavy = np.maximum(sig["mass_1"].to_numpy(), sig["mass_2"].to_numpy())
+    assert 0.4 < np.median(heavy) < 0.56
+    assert sig["tau21_1"].mean() < qcd["tau21_1"].mean() - 0.1

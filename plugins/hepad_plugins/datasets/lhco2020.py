@@ -16,6 +16,10 @@ default) the four features are standardised with the mean/std of the training
 data (background + injected signal: what an analyst has); ``mjj`` is never
 transformed.
 
+With ``-o features=ganae42`` the loader reads the raw constituent file of the
+same record instead (:mod:`~hepad_plugins.datasets.lhco_raw`) and the detector
+features are GAN-AE's 42 jet features (:func:`assemble_feature_set`).
+
 Partition (deterministic from the dataset option ``seed``): the background is
 shuffled and cut into train (``train_fraction`` 0.45), validation (0.10), hunt
 (0.15), test (0.15) and background model (the rest, 0.15): disjoint pieces.
@@ -50,6 +54,7 @@ from hepad_bench.data import LABEL, Benchmark
 from hepad_bench.errors import DataError, UserError
 from hepad_bench.params import as_dict
 from hepad_plugins._resources import read_card
+from hepad_plugins.datasets import lhco_raw
 from hepad_plugins.datasets._common import (
     Standardiser, cached_raw_table, check_fractions, download, find_file, load_benchmark,
     search_dirs, split_rows, take, warn, with_bookkeeping, zenodo_url,
@@ -183,6 +188,9 @@ class ResonantOptions:
     signal_train_fraction (0.5): share of the non-injected signal for the supervised reference.
     preprocessing ("standard"): standardise the features with the training
     data's mean/std; "none" passes them as they are.
+    features ("cathode4"): the detector inputs: "cathode4" (the four CATHODE
+    features) or "ganae42" (the 42 GAN-AE jet features, computed with FastJet
+    from the raw constituent file; see :mod:`~hepad_plugins.datasets.lhco_raw`).
     """
 
     seed: int = 2020
@@ -201,6 +209,8 @@ class ResonantOptions:
     test_fraction: float = 0.15
     signal_train_fraction: float = 0.5
     preprocessing: Literal["standard", "none"] = "standard"
+    # -- feature set (issue 13), kept last and apart: see assemble_feature_set --
+    features: Literal["cathode4", "ganae42"] = "cathode4"
 
     def __post_init__(self) -> None:
         check_fractions(train_fraction=self.train_fraction, validation_fraction=self.validation_fraction,
@@ -403,6 +413,42 @@ def assemble_resonant(name: str, version: str, options: ResonantOptions, events:
     )
 
 
+# -- feature sets (issue 13) -------------------------------------------------
+def assemble_feature_set(name: str, version: str, options: ResonantOptions, events: pl.DataFrame,
+                         facts: dict[str, dict[str, Any]], meta: dict[str, Any], progress: Progress) -> Benchmark:
+    """:func:`assemble_resonant` with the detector inputs chosen by ``options.features``.
+
+    "cathode4" is assemble_resonant itself. "ganae42" partitions the same way
+    (the table from :func:`~hepad_plugins.datasets.lhco_raw.read_raw_features`
+    carries the CATHODE columns too), then makes the 42 GAN-AE columns the
+    features, standardised with the training data like the CATHODE ones.
+    """
+    if options.features == "cathode4":
+        return assemble_resonant(name, version, options, events, facts, meta, progress)
+    from dataclasses import replace
+
+    from hepad_plugins.generators.jet_features import GANAE42
+
+    missing = [c for c in GANAE42 if c not in events.columns]
+    if missing:
+        raise DataError(f"{name}: the event table lacks the GAN-AE columns ({', '.join(missing[:3])}, ...)")
+    base = assemble_resonant(name, version, replace(options, preprocessing="none"), events, facts, meta, progress)
+    prep = Standardiser.fit(base.train, GANAE42) if options.preprocessing == "standard" else None
+
+    def tr(t: pl.DataFrame) -> pl.DataFrame:
+        return prep.transform(t) if prep else t
+
+    return replace(
+        base, features=list(GANAE42), train=tr(base.train), validation=tr(base.validation), test=tr(base.test),
+        signals={k: tr(v) for k, v in base.signals.items()},
+        signal_train={k: tr(v) for k, v in base.signal_train.items()},
+        extra={k: tr(v) for k, v in base.extra.items()},
+        meta=base.meta | {"options": as_dict(options), "preprocessing": prep.to_meta() if prep else "none",
+                          "feature_set": "ganae42"},
+    )
+
+
+
 class ResonantDataset(Dataset):
     """What the LHCO-layout datasets share: a background-only twin and the sliding-window scan."""
 
@@ -424,10 +470,13 @@ class LHCO2020(ResonantDataset):
     def fetch(self, progress: Progress) -> list[Path]:
         from hepad_bench.cache import downloads_dir
 
-        progress.log(f"downloading {FILE} from {zenodo_url(RECORD, FILE)}")
-        return [download(zenodo_url(RECORD, FILE), FILE, downloads_dir(self.name))]
+        name = lhco_raw.RAW_FILE if self.options.features == "ganae42" else FILE
+        progress.log(f"downloading {name} from {zenodo_url(RECORD, name)}")
+        return [download(zenodo_url(RECORD, name), name, downloads_dir(self.name))]
 
     def load(self, data_dir: Path | None, progress: Progress) -> Benchmark:
+        if self.options.features == "ganae42":
+            return self._load_raw(data_dir, progress)
         dirs = search_dirs(self.name, data_dir)
         path = find_file([FILE], dirs)
         if path is None:
@@ -444,6 +493,29 @@ class LHCO2020(ResonantDataset):
 
         return load_benchmark(self.name, self.version, self.options, {"events": path}, read_raw, assemble,
                               reader_version=READER_VERSION)
+
+    def _load_raw(self, data_dir: Path | None, progress: Progress) -> Benchmark:
+        """features=ganae42: the constituent-level file, clustered once (cached) into the feature table."""
+        lhco_raw.require_fastjet()
+        dirs = search_dirs(self.name, data_dir)
+        name = lhco_raw.RAW_FILE
+        path = find_file([name], dirs)
+        if path is None:
+            where = " or ".join(str(d) for d in dirs)
+            raise UserError(f"LHCO 2020 raw file {name} (needed by features=ganae42) not found in {where}: run "
+                            f"'hepad-bench datasets fetch lhco2020 -o features=ganae42' or download "
+                            f"{zenodo_url(RECORD, name)} into --data-dir")
+
+        def read_raw(p: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
+            progress.log(f"clustering {p.name} with FastJet (once; the result is cached)")
+            return cached_raw_table(self.name, p, f"raw-{lhco_raw.READER_VERSION}", lhco_raw.read_raw_features, progress)
+
+        def assemble(raw: dict[str, pl.DataFrame], facts: dict[str, dict[str, Any]]) -> Benchmark:
+            return assemble_feature_set(self.name, self.version, self.options, raw["events"], facts,
+                                        {"source": "LHC Olympics 2020 R&D raw constituent file (Zenodo)"}, progress)
+
+        return load_benchmark(self.name, self.version, self.options, {"events": path}, read_raw, assemble,
+                              reader_version=f"raw-{lhco_raw.READER_VERSION}")
 
 
 @hookimpl

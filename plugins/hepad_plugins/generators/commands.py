@@ -45,7 +45,10 @@ def generate_l1(events: EventsOpt, seed: SeedOpt, out: OutOpt, signal_events: Si
 
 @generate_app.command("dijet")
 def generate_dijet(events: EventsOpt, seed: SeedOpt, out: OutOpt, signal_events: SignalOpt = None,
-                   workers: WorkersOpt = 1) -> None:
+                   workers: WorkersOpt = 1,
+                   constituents: Annotated[bool, typer.Option(
+                       help="Also write the two jets' constituents in the LHCO raw layout "
+                            "(events_anomalydetection_v2.h5).")] = True) -> None:
     """LHC-Olympics-like dijet sample: QCD dijets and a W' -> X Y -> 4 q signal."""
     from hepad_plugins.generators.pythia_util import require_generators
 
@@ -54,7 +57,7 @@ def generate_dijet(events: EventsOpt, seed: SeedOpt, out: OutOpt, signal_events:
 
     with RichProgress() as progress:
         paths = dijet.generate(out, events, seed, events // 10 if signal_events is None else signal_events, workers,
-                               progress)
+                               progress, constituents=constituents)
     _report(paths)
 
 

@@ -37,6 +37,18 @@ for the momentum columns). N-subjettiness tau1..3 (beta = 1, R0 = 1.0,
 exclusive-kT axes, normalised by sum pT * R0) comes from
 :mod:`hepad_plugins.generators.nsubjettiness`.
 
+Constituents: the two leading jets' constituents of every event are also written
+in the LHC Olympics raw layout, ``events_anomalydetection_v2.h5`` (pandas fixed
+format, key ``"df"``, 2101 float32 columns: up to 700 particles as pT [GeV], eta,
+phi, pT-ordered and zero-padded, then the label; rows in the order of the
+features file). LHCO lists every particle-flow candidate of the event (up to
+700); we keep only the two jets' constituents: that is all the jet features
+need. The particles are written massless, as in the LHCO file, keeping pT,
+rapidity and azimuth (so re-clustering finds the same jets; only energies and
+jet masses shrink a little); the GAN-AE features
+(:mod:`~hepad_plugins.generators.jet_features`) are computed from this layout by
+the same code for generated and public data.
+
 Output: ``events_anomalydetection_v2.features.h5`` (pandas, key ``"df"``,
 columns exactly those of the public LHCO R&D features file, label 0 = QCD,
 1 = signal, rows shuffled with the seed), plus the generation record (settings,
@@ -152,12 +164,45 @@ def _visible_final_state(pythia) -> np.ndarray:
     return a[keep, 1:]
 
 
-def cluster_dijets(events: list[np.ndarray]) -> dict[str, np.ndarray]:
+def _raw_constituents(lead_constituents, n: int, sel: np.ndarray) -> np.ndarray:
+    """(n, 2100) float32: the two jets' constituents of events ``sel`` as massless particles, LHCO layout.
+
+    The LHCO raw file lists massless particles; ours have masses. Each is
+    written as the massless particle with the same pT, azimuth and RAPIDITY
+    (stored in the eta slot, where for a massless particle eta = y): FastJet
+    measures distances in (y, phi) and adds four-momenta, so re-clustering the
+    written particles finds the same jets with the same px, py; only energies,
+    pz and hence jet masses change (E drops from mT cosh y to pT cosh y).
+    """
+    import awkward as ak
+
+    from hepad_plugins.datasets.lhco_raw import MAX_PARTICLES, raw_matrix
+
+    both = ak.flatten(lead_constituents, axis=2)  # events * var: jet 1 and jet 2 constituents together
+    counts = ak.to_numpy(ak.num(both, axis=1))
+    width = max(int(counts.max()) if len(counts) else 0, 1)
+    comp = {c: ak.to_numpy(ak.flatten(both[c])).astype(np.float64) for c in ("px", "py", "pz", "E")}
+    pt = np.hypot(comp["px"], comp["py"])
+    rapidity = 0.5 * np.log((comp["E"] + comp["pz"]) / (comp["E"] - comp["pz"]))  # pT > 0, so E > |pz|
+    phi = np.arctan2(comp["py"], comp["px"])
+    rows = np.repeat(np.arange(len(counts)), counts)
+    cols = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    grid = [np.zeros((len(counts), width)) for _ in range(3)]
+    for g, v in zip(grid, (pt, rapidity, phi)):
+        g[rows, cols] = v
+    out = np.zeros((n, 3 * MAX_PARTICLES), dtype=np.float32)
+    out[sel] = raw_matrix(*grid, np.zeros(len(counts)))[:, :-1]
+    return out
+
+
+def cluster_dijets(events: list[np.ndarray], constituents_out: bool = False) -> dict[str, np.ndarray]:
     """Anti-kT R=1.0 jets of many events; the two leading jets' features and a pass flag.
 
     ``events`` holds one (n, 4) px, py, pz, E array per event. Returns arrays with one
     row per event: ``passed`` (>= 2 jets and leading pT > 1.2 TeV), and for jets 1, 2
-    px, py, pz, m, tau1..3 (zeros where an event has fewer jets).
+    px, py, pz, m, tau1..3 (zeros where an event has fewer jets). With
+    ``constituents_out``, also ``raw``: the two jets' constituents in the LHCO raw
+    layout (:func:`_raw_constituents`; zeros for events that fail).
     """
     import awkward as ak
     import fastjet
@@ -189,6 +234,8 @@ def cluster_dijets(events: list[np.ndarray]) -> dict[str, np.ndarray]:
 
     out: dict[str, np.ndarray] = {"passed": passed}
     sel = np.flatnonzero(passed)
+    if constituents_out:
+        out["raw"] = _raw_constituents(lead_constituents[sel], n, sel)
     for slot in (0, 1):
         jet = lead_jets[sel, slot]
         px, py, pz, e = (ak.to_numpy(jet[c]).astype(np.float64) for c in ("px", "py", "pz", "E"))
@@ -206,7 +253,10 @@ def cluster_dijets(events: list[np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def make_chunk(process: str, n_events: int, chunk_seed: int) -> dict[str, np.ndarray]:
-    """Generate ``n_events`` filtered events of ``process`` with Pythia seed ``chunk_seed`` (for run_chunked)."""
+    """Generate ``n_events`` filtered events of ``process`` with Pythia seed ``chunk_seed`` (for run_chunked).
+
+    The result holds the features columns and ``raw`` (the constituents, see :func:`cluster_dijets`).
+    """
     pythia = _make_pythia(process, chunk_seed)
     kept: list[dict[str, np.ndarray]] = []
     n_kept = n_tried = n_failed = 0
@@ -222,7 +272,7 @@ def make_chunk(process: str, n_events: int, chunk_seed: int) -> dict[str, np.nda
                 continue
             batch.append(_visible_final_state(pythia))
             tried_at.append(n_tried)
-        features = cluster_dijets(batch)
+        features = cluster_dijets(batch, constituents_out=True)
         idx = np.flatnonzero(features["passed"])[: n_events - n_kept]
         kept.append({k: v[idx] for k, v in features.items() if k != "passed"})
         n_kept += len(idx)
@@ -259,15 +309,20 @@ def _settings_key() -> str:
     text = json.dumps(
         {
             "settings": PROCESS_SETTINGS, "common": _COMMON_SETTINGS, "filter": LEADING_JET_PT_MIN_GEV,
-            "jet": [JET_R, JET_PT_MIN_GEV, PARTICLE_ETA_MAX], "batch": _BATCH, "format": 1,
+            "jet": [JET_R, JET_PT_MIN_GEV, PARTICLE_ETA_MAX], "batch": _BATCH, "format": 3,
         },
         sort_keys=True,
     )  # fmt: skip
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def generate(out: Path, events: int, seed: int, signal_events: int, workers: int, progress: Progress) -> list[Path]:
-    """Generate ``events`` QCD + ``signal_events`` signal dijet events into ``out``; return the files written."""
+def generate(out: Path, events: int, seed: int, signal_events: int, workers: int, progress: Progress,
+             constituents: bool = True) -> list[Path]:
+    """Generate ``events`` QCD + ``signal_events`` signal dijet events into ``out``; return the files written.
+
+    With ``constituents`` (default) the two leading jets' constituents are written too, as
+    ``events_anomalydetection_v2.h5`` in the LHCO raw layout, rows in the same order as the features file.
+    """
     if events < 0 or signal_events < 0 or events + signal_events == 0:
         raise ValueError("need a positive number of events")
     out = Path(out)
@@ -286,7 +341,8 @@ def generate(out: Path, events: int, seed: int, signal_events: int, workers: int
     table = pd.concat(
         [pd.DataFrame({c: results[job.name][c] for c in COLUMNS}) for job in jobs], ignore_index=True
     )
-    table = table.iloc[np.random.default_rng(seed).permutation(len(table))].reset_index(drop=True)
+    permutation = np.random.default_rng(seed).permutation(len(table))
+    table = table.iloc[permutation].reset_index(drop=True)
     table = table.astype({c: "float64" for c in COLUMNS if c != "label"} | {"label": "int64"})
 
     processes = {}
@@ -318,6 +374,8 @@ def generate(out: Path, events: int, seed: int, signal_events: int, workers: int
             "particles": f"visible final state (no neutrinos), |eta| < {PARTICLE_ETA_MAX}",
             "nsubjettiness": "beta=1, R0=1.0, exclusive-kT axes, tau_N = sum pT dR_min / sum pT R0",
             "jet_order": "j1 = leading-pT jet",
+            "constituents": "two leading jets' constituents, massless at the same (pT, y, phi), LHCO raw layout"
+            if constituents else "not written",
         },
         "processes": processes,
         "versions": _versions(),
@@ -336,4 +394,13 @@ def generate(out: Path, events: int, seed: int, signal_events: int, workers: int
     sidecar = out / SIDECAR_FILE
     sidecar.write_text(json.dumps(record, indent=2) + "\n")
     progress.log(f"dijet: wrote {len(table)} events to {h5_path}")
-    return [h5_path, sidecar]
+    written = [h5_path, sidecar]
+    if constituents:
+        from hepad_plugins.datasets.lhco_raw import RAW_FILE, write_raw
+
+        raw = np.concatenate([results[job.name]["raw"] for job in jobs])[permutation]
+        matrix = np.concatenate([raw, table["label"].to_numpy(np.float32)[:, None]], axis=1)
+        write_raw(out / RAW_FILE, matrix)
+        progress.log(f"dijet: wrote the two leading jets' constituents to {out / RAW_FILE}")
+        written.insert(1, out / RAW_FILE)
+    return written
