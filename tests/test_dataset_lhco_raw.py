@@ -105,7 +105,7 @@ def test_features_survive_the_raw_file_round_trip(tmp_path):
 
 def test_lhco2020_ganae42_reads_the_raw_file(tmp_path):
     write_raw_file(tmp_path / "d")
-    b = load(LHCO2020, tmp_path / "d", features="ganae42", n_signal=40)
+    b = load(LHCO2020, tmp_path / "d", features="ganae42", n_signal=40, min_region_events=10)
     assert b.features == jf.GANAE42 and b.resonant == "mjj" and b.meta["feature_set"] == "ganae42"
     x = b.features_of(b.train)
     assert x.shape[1] == 42
@@ -114,10 +114,12 @@ def test_lhco2020_ganae42_reads_the_raw_file(tmp_path):
     np.testing.assert_allclose(x.std(axis=0)[spread], 1, rtol=1e-3)
     assert b.meta["options"]["features"] == "ganae42" and b.meta["options"]["preprocessing"] == "standard"
     assert set(b.meta["preprocessing"]["mean"]) == set(jf.GANAE42)
-    assert b.meta["n_signal_injected"]["train"] + b.meta["n_signal_injected"]["validation"] == 40
+    # n_signal is per full background sample: train, validation and hunt share the 40 in proportion
+    assert 0 < b.meta["n_signal_injected"]["train"] + b.meta["n_signal_injected"]["validation"] < 40
+    assert sum(b.meta["n_signal_injected"].values()) <= 40
     sr = b.signals["wprime"]["mjj"].to_numpy()
     assert len(sr) and ((sr >= 3.3) & (sr < 3.7)).all()  # mjj in TeV, never standardised
-    raw = load(LHCO2020, tmp_path / "d", features="ganae42", preprocessing="none", n_signal=40)
+    raw = load(LHCO2020, tmp_path / "d", features="ganae42", preprocessing="none", n_signal=40, min_region_events=10)
     assert raw.train.height == b.train.height
     assert raw.train["pt_1"].min() > 0.5  # TeV, as computed
     # signal jets have two narrow prongs: lower tau21 than the one-spray background, as the toy was built
@@ -175,9 +177,9 @@ def test_dijet_pythia_ganae42_is_built_from_the_constituents(tmp_path, monkeypat
     table = pl.read_parquet(out / "dijet-pythia" / embedded.DIJET_GANAE)
     direct = lhco_raw.read_raw_features(raw_path)
     assert table.equals(direct)
-    b = load(DijetPythia, None, features="ganae42", n_signal=30)
+    b = load(DijetPythia, None, features="ganae42", n_signal=30, min_region_events=10)
     assert b.features == jf.GANAE42 and b.features_of(b.test).shape[1] == 42
-    c = load(DijetPythia, None, n_signal=30)  # the default feature set still reads events.parquet
+    c = load(DijetPythia, None, n_signal=30, min_region_events=10)  # the default feature set still reads events.parquet
     assert c.features == lhco2020.FEATURES
     # float16 on disk: smaller, read back as float32 within float16 rounding (2^-11 relative)
     size32 = (out / "dijet-pythia" / embedded.DIJET_GANAE).stat().st_size
@@ -187,5 +189,5 @@ def test_dijet_pythia_ganae42_is_built_from_the_constituents(tmp_path, monkeypat
     for name in ["mjj", *jf.GANAE42]:
         np.testing.assert_allclose(half[name].cast(pl.Float64).to_numpy(), direct[name].to_numpy(),
                                    rtol=2**-11, atol=1e-7, err_msg=name)
-    b16 = load(DijetPythia, None, features="ganae42", n_signal=30)
+    b16 = load(DijetPythia, None, features="ganae42", n_signal=30, min_region_events=10)
     assert b16.features_of(b16.train).dtype == np.float32 and b16.train.height == b.train.height
