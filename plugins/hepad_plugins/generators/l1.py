@@ -120,6 +120,14 @@ MEASURE_ONLY_SETTINGS: dict[str, tuple[str, ...]] = {
 }
 
 ALL_SETTINGS = {**BACKGROUND_SETTINGS, **SIGNAL_SETTINGS, **MEASURE_ONLY_SETTINGS}
+BATCH = 100  # events generated between two (vectorised) detector emulations
+#: A process whose pilot filter efficiency is below this is not generated further:
+#: its events in the mixture are the pilot's kept ones (its Weight carries its
+#: physical share). With the isolation of detector_sim this is QCD (about 1e-4).
+MIN_MAIN_EFFICIENCY = 2e-3
+#: The QCD pilot tries this many times more events than the others.
+QCD_PILOT_FACTOR = 3
+
 #: Settings lines removed in version 3, whose signals decay taus naturally.
 FORCED_TAU_SETTINGS = ("15:onMode = 3", "15:onPosIfAny = 11 13", "15:onMode = off", "15:onIfAny = 11 13")
 MINIMUM_BIAS_SETTINGS = ("SoftQCD:inelastic = on",)
@@ -140,6 +148,8 @@ class L1Config:
     natural_taus: bool = False
     hlt_record: bool = False
     prefilter_pt: float = 0.0
+    #: below this pilot filter efficiency a process keeps only its pilot events (v2: QCD); v3 generates QCD
+    min_main_efficiency: float = MIN_MAIN_EFFICIENCY
     detector: detector_sim.DetectorConfig = field(default_factory=detector_sim.DetectorConfig)
 
     @property
@@ -154,7 +164,7 @@ class L1Config:
 #: The pre-trigger: the trigger lepton (pT > 23 GeV after a 1-2 % resolution) needs a true one above 20 GeV.
 PREFILTER_PT = 20.0
 V3 = L1Config(version=3, underlying_event=True, pileup_mu=20.0, natural_taus=True, hlt_record=True,
-              prefilter_pt=PREFILTER_PT, detector=detector_sim.DetectorConfig(iso_max=HLT_ISO_MAX))
+              prefilter_pt=PREFILTER_PT, min_main_efficiency=1e-5, detector=detector_sim.DetectorConfig(iso_max=HLT_ISO_MAX))
 
 
 def config_for(version: int, underlying_event: bool = False) -> L1Config:
@@ -163,15 +173,6 @@ def config_for(version: int, underlying_event: bool = False) -> L1Config:
     if version == 3:
         return V3
     raise ValueError(f"unknown l1 generator version {version} (2 or 3)")
-BATCH = 100  # events generated between two (vectorised) detector emulations
-#: A process whose pilot filter efficiency is below this is not generated further:
-#: its events in the mixture are the pilot's kept ones (its Weight carries its
-#: physical share). With the isolation of detector_sim this is QCD (about 1e-4).
-MIN_MAIN_EFFICIENCY = 2e-3
-#: The QCD pilot tries this many times more events than the others.
-QCD_PILOT_FACTOR = 3
-
-
 def pilot_tries(events: int) -> int:
     """Generated events per background process in the pilot (QCD: QCD_PILOT_FACTOR times more)."""
     return int(np.clip(events // 10, 200, 2000))
@@ -426,7 +427,7 @@ def generate(out: Path, events: int, seed: int, signal_events: int, workers: int
     main_jobs = []
     for p in backgrounds:
         eff = filtered_sigma_pb(pilot[p])[1]
-        more = targets[p] - len(pilot_kept[p]) if eff >= MIN_MAIN_EFFICIENCY else 0
+        more = targets[p] - len(pilot_kept[p]) if eff >= config.min_main_efficiency else 0
         main_jobs.append(ProcessJob(p, max(0, more)))
     progress.log("pilot sigma x eff [pb]: " + ", ".join(f"{p} {v:.4g}" for p, v in pilot_sigma.items()))
     progress.log("background events per process: " + ", ".join(f"{p} {n}" for p, n in targets.items()))
