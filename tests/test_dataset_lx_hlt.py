@@ -34,16 +34,16 @@ def private_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def generated_v3(tmp_path_factory):
-    """A small l1 version-3 sample (60 background events, 20 of one signal), generated once."""
+    """A small l1 version-3 sample (40 background events, 10 of one signal), generated once."""
     from hepad_plugins.generators import l1
 
     out = tmp_path_factory.mktemp("gen") / "l1v3"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(l1, "pilot_tries", lambda events: 100)
+        mp.setattr(l1, "pilot_tries", lambda events: 60)
         mp.setattr(l1, "QCD_PILOT_FACTOR", 1)
         mp.setattr(l1, "BATCH", 50)
         mp.setattr(l1, "SIGNAL_SETTINGS", {SIGNAL: l1.SIGNAL_SETTINGS[SIGNAL]})
-        l1.generate(out, 60, 9, 20, 1, Progress(), chunk_size=60, config=replace(l1.V3, pileup_pool=60))
+        l1.generate(out, 40, 9, 10, 1, Progress(), chunk_size=40, config=replace(l1.V3, pileup_pool=30))
     return out
 
 
@@ -58,11 +58,11 @@ def shipped(tmp_path, generated_v3, monkeypatch):
 
 def test_build_writes_the_21_features(shipped, generated_v3):
     bg = pl.read_parquet(shipped / lx_hlt.BACKGROUND)
-    assert bg.height == 60 and bg.columns[:21] == lx_hlt.FEATURES
+    assert bg.height == 40 and bg.columns[:21] == lx_hlt.FEATURES
     assert {"weight", "process"} <= set(bg.columns)
     assert all(bg[c].dtype == pl.Float32 for c in lx_hlt.FEATURES)
     sig = pl.read_parquet(shipped / embedded.l1_signal_file("Ato4l"))
-    assert sig.height == 20
+    assert sig.height == 10
     # A -> 4 l: mostly several leptons, unlike the one-lepton background
     assert (sig["n_e"] + sig["n_mu"]).mean() > (bg["n_e"] + bg["n_mu"]).mean()
     assert (shipped / "provenance.json").is_file()
@@ -72,7 +72,7 @@ def test_loads_through_the_shared_split_path_with_rates(shipped):
     opts = build_config(LxHltPythia.Options, ["preprocessing=log-standard"], "lx")
     bench = LxHltPythia(opts).load(None, Progress())
     assert bench.features == lx_hlt.FEATURES
-    assert bench.train.height + bench.validation.height + bench.test.height == 60
+    assert bench.train.height + bench.validation.height + bench.test.height == 40
     assert set(bench.signals) == {"Ato4l"}
     assert bench.meta["background_rate_hz"] == pytest.approx(185.6e6 / (30 * 86400))
     assert set(bench.meta["process_rates_hz"]) == {"W", "QCD", "Z", "ttbar"}

@@ -17,7 +17,7 @@ from hepad_plugins.generators.pythia_util import heavy_flavour
 
 NO_SMEAR = ds.DetectorConfig(smear=False, iso_max=0.5)
 #: V3 with a small pile-up pool: the physics is the same, the pool costs a second instead of five.
-SMALL_V3 = replace(l1.V3, pileup_pool=60)
+SMALL_V3 = replace(l1.V3, pileup_pool=40)
 COL = {name: i for i, name in enumerate(ds.HLT_COLUMNS)}
 
 
@@ -98,7 +98,7 @@ def test_heavy_flavour_of_pdg_codes(pid, flavour):
 
 
 def test_particle_categories_agree_with_pythia_charges():
-    pythia8mc = pytest.importorskip("pythia8mc")
+    pytest.importorskip("pythia8mc")
     from hepad_plugins.generators.pythia_util import make_pythia
 
     pythia = make_pythia(("HardQCD:hardbbbar = on", "PhaseSpace:pTHatMin = 20"), 3)
@@ -111,7 +111,6 @@ def test_particle_categories_agree_with_pythia_charges():
     data = pythia.particleData
     charged = np.array([data.charge(int(p)) != 0 for p in pids])
     assert np.all((cat == 0) == charged), pids[(cat == 0) != charged]
-    assert isinstance(pythia8mc.__name__, str)
 
 
 def test_natural_taus_drop_the_forced_decays():
@@ -262,3 +261,7 @@ def test_v3_mixture_follows_cross_section_arithmetic(tmp_path, monkeypatch):
     table, extras = lx_hlt.read_generated(tmp_path / l1.BACKGROUND_FILE)
     assert table.height == 50 and np.all(table["lep_pt"].to_numpy() > 23)
     assert np.array_equal(extras["Process"], procs)
+
+
+def test_the_view_reads_the_columns_the_generator_writes():
+    assert lx_hlt.HLT_COLUMNS == ds.HLT_COLUMNS
