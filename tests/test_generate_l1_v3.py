@@ -236,7 +236,8 @@ def test_v3_mixture_follows_cross_section_arithmetic(tmp_path, monkeypatch):
     monkeypatch.setattr(l1, "SIGNAL_SETTINGS", {})
     from hepad_bench.contracts import Progress
 
-    l1.generate(tmp_path, 50, 7, 0, 1, Progress(), chunk_size=50, config=SMALL_V3)
+    # QCD (filter efficiency ~1e-3) keeps its pilot events only, as in version 2: a test cannot afford more
+    l1.generate(tmp_path, 50, 7, 0, 1, Progress(), chunk_size=50, config=replace(SMALL_V3, min_main_efficiency=0.05))
     with h5py.File(tmp_path / l1.BACKGROUND_FILE) as f:
         info = json.loads(f.attrs["processes"])
         names = json.loads(f.attrs["process_names"])
@@ -244,14 +245,16 @@ def test_v3_mixture_follows_cross_section_arithmetic(tmp_path, monkeypatch):
         assert [n.decode() for n in f["HLT_Names"][:]] == list(ds.HLT_COLUMNS)
         assert f.attrs["pileup_mu"] == 20.0 and f.attrs["generator_version"] == 3
         particles = f["Particles"][:]
-    assert particles.shape == (50, 19, 4) and hlt.shape == (50, 7)
+    assert particles.shape[1:] == (19, 4) and hlt.shape == (len(particles), 7) and len(particles) <= 50
     sigma_eff = {p: info[p]["sigma_gen_pb"] * info[p]["n_passed"] / info[p]["n_tried"] for p in names}
     total = sum(sigma_eff.values())
     for i, p in enumerate(names):
         n = int(np.sum(procs == i))
         # the pilot's estimate sets the counts, the record holds pilot + main: equal within their statistics
+        # (a pilot-only process may fall short of its count: it has no more events)
         f_p = sigma_eff[p] / total
-        assert abs(n - 50 * f_p) <= max(2.0, 3.0 * np.sqrt(50 * f_p * (1 - f_p))), (p, n, sigma_eff)
+        near = abs(n - 50 * f_p) <= max(2.0, 3.0 * np.sqrt(50 * f_p * (1 - f_p)))
+        assert n <= info[p]["n_passed"] and (near or n == info[p]["n_passed"]), (p, n, sigma_eff)
         if n:
             assert weights[procs == i].sum() == pytest.approx(sigma_eff[p], rel=1e-6)
     assert np.all(n_pu > 0)
@@ -259,7 +262,7 @@ def test_v3_mixture_follows_cross_section_arithmetic(tmp_path, monkeypatch):
     assert set(np.unique(hlt[:, COL["lep_charge"]])) <= {-1.0, 1.0}
     # and the 21 features can be read from the file
     table, extras = lx_hlt.read_generated(tmp_path / l1.BACKGROUND_FILE)
-    assert table.height == 50 and np.all(table["lep_pt"].to_numpy() > 23)
+    assert table.height == len(particles) and np.all(table["lep_pt"].to_numpy() > 23)
     assert np.array_equal(extras["Process"], procs)
 
 
