@@ -31,7 +31,6 @@ from hepad_bench.errors import DataError, UserError
 from hepad_plugins._resources import dataset_folder, read_card
 from hepad_plugins.datasets import adc2021, lhco2020
 from hepad_plugins.datasets._common import load_benchmark, sha256_of
-from hepad_plugins.datasets.lx_hlt import LxHltPythia
 
 L1_BACKGROUND = "background.parquet"
 DIJET_EVENTS = "events.parquet"
@@ -157,4 +156,4 @@ class DijetPythia(Dataset):
 
 @hookimpl
 def hepad_datasets() -> list[type[Dataset]]:
-    return [L1Pythia, DijetPythia, LxHltPythia]
+    return [L1Pythia, DijetPythia]

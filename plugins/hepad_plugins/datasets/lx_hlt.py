@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from hepad_bench import hookimpl
 from hepad_bench.contracts import Dataset, Progress
 from hepad_bench.data import WEIGHT, Benchmark
 from hepad_bench.errors import DataError, UserError
@@ -169,3 +170,8 @@ class LxHltPythia(Dataset):
 
         return load_benchmark(self.name, self.version, self.options, inputs, read_raw, assemble,
                               identity=content_identity, reader_version="embedded-1")
+
+
+@hookimpl
+def hepad_datasets() -> list[type[Dataset]]:
+    return [LxHltPythia]
