@@ -113,6 +113,40 @@ def build_l1(source: Path, out: Path, max_background: int | None = None, seed: i
     return _provenance(out, "l1", sources, outputs, {"max_background": max_background, "subsample_seed": seed})
 
 
+def build_lx(source: Path, out: Path, max_background: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """l1 version-3 HDF5 files in ``source`` -> ``out``/{background,signal_<name>}.parquet of the 21 l+X@HLT features."""
+    from hepad_plugins.datasets import adc2021, embedded, lx_hlt
+    from hepad_plugins.datasets._common import find_file
+
+    bg_path = source / adc2021.BACKGROUND_FILE
+    if not bg_path.is_file():
+        raise SystemExit(f"no {adc2021.BACKGROUND_FILE} in {source}: run 'hepad-bench generate l1 --version 3' first")
+    background, extras = lx_hlt.read_generated(bg_path)
+    if "Weight" in extras:
+        weight = extras["Weight"].astype(np.float64)
+        background = background.with_columns(pl.Series("weight", (weight / weight.mean()).astype(np.float32)))
+    if "Process" in extras:  # which SM process each event is (index into the file's process_names)
+        background = background.with_columns(pl.Series("process", extras["Process"].astype(np.int8)))
+    full_events = background.height
+    if max_background is not None and background.height > max_background:
+        keep = np.sort(np.random.default_rng(seed).choice(background.height, max_background, replace=False))
+        background = background[keep]
+    sources = {"background": _source(bg_path, full_events, h5_attributes(bg_path))}
+    outputs = {"background": _write(background, out / lx_hlt.BACKGROUND)}
+    for sig, spec in adc2021.SIGNALS.items():
+        path = find_file(spec.names, [source])
+        target = out / embedded.l1_signal_file(sig)
+        if path is None:
+            print(f"lx-hlt: no signal file for {sig} in {source}: skipped", file=sys.stderr)
+            target.unlink(missing_ok=True)
+            continue
+        table, _ = lx_hlt.read_generated(path)
+        sources[f"signal/{sig}"] = _source(path, table.height, h5_attributes(path))
+        outputs[f"signal/{sig}"] = _write(table, target)
+    return _provenance(out, "l1 v3 (l+X@HLT view)", sources, outputs,
+                       {"max_background": max_background, "subsample_seed": seed})
+
+
 def build_dijet(source: Path, out: Path, float16: bool = False) -> dict[str, Any]:
     """``events_anomalydetection_v2.features.h5`` (+ the constituent file) in ``source`` -> ``out``/events.parquet
     (+ events_ganae42.parquet) + provenance."""
@@ -170,12 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--l1", type=Path, default=Path("/work/gen/l1"), help="folder with the generated l1 HDF5")
     parser.add_argument("--dijet", type=Path, default=Path("/work/gen/dijet"), help="folder with the dijet HDF5")
     parser.add_argument("--out", type=Path, default=HERE, help="the datasets/ folder to write into")
-    parser.add_argument("--only", choices=("l1", "dijet"), help="build one sample only")
+    parser.add_argument("--only", choices=("l1", "dijet", "lx-hlt"), help="build one sample only")
     parser.add_argument("--l1-max-background", type=int, default=None, help="subsample the l1 background")
     parser.add_argument("--max-mb", type=float, default=25.0, help="refuse a total above this (MB)")
     parser.add_argument("--dijet-float16", action="store_true", help="store the GAN-AE feature table as float16")
     args = parser.parse_args(argv)
     records = {}
+    if args.only == "lx-hlt":  # not in the default build until its sample ships (see its card)
+        records["lx-hlt-pythia"] = build_lx(args.l1, args.out / "lx-hlt-pythia", args.l1_max_background)
     if args.only in (None, "l1"):
         records["l1-pythia"] = build_l1(args.l1, args.out / "l1-pythia", args.l1_max_background)
     if args.only in (None, "dijet"):

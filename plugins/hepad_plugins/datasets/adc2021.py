@@ -179,19 +179,25 @@ class UnsupervisedOptions:
 
 
 def assemble_unsupervised(name: str, version: str, options: UnsupervisedOptions, raw: dict[str, pl.DataFrame],
-                          facts: dict[str, dict[str, Any]], meta: dict[str, Any]) -> Benchmark:
+                          facts: dict[str, dict[str, Any]], meta: dict[str, Any], features: list[str] | None = None,
+                          log_features: list[str] | None = None) -> Benchmark:
     """Split, preprocess and label raw ADC2021-schema tables (roles ``background`` and ``signal/<name>``).
 
     Shared by adc2021 and the embedded l1-pythia sample: one path for public and generated data.
+    ``features`` / ``log_features`` (default: the 57 ADC2021 columns, log1p on the pT ones) let another
+    view of the same events (lx-hlt-pythia) use the same splits and preprocessing.
     """
+    feature_list = list(FEATURES if features is None else features)
+    log_list = list(PT_FEATURES if log_features is None else log_features)
+
     def columns(table: pl.DataFrame) -> list[str]:  # per-event weights ride along where a sample has them
-        return FEATURES + ([WEIGHT] if WEIGHT in table.columns else [])
+        return feature_list + ([WEIGHT] if WEIGHT in table.columns else [])
 
     background = raw["background"].select(columns(raw["background"]))
     bg_rows = split_rows(background.height, [options.train_fraction, options.validation_fraction],
                          options.seed, "background")
     train_raw = take(background, bg_rows[0])
-    prep = Standardiser.fit(train_raw, FEATURES, PT_FEATURES) if options.preprocessing == "log-standard" else None
+    prep = Standardiser.fit(train_raw, feature_list, log_list) if options.preprocessing == "log-standard" else None
     apply: Callable[[pl.DataFrame], pl.DataFrame] = prep.transform if prep else (lambda t: t)
 
     def part(table: pl.DataFrame, rows: np.ndarray, process: str) -> pl.DataFrame:
@@ -214,7 +220,7 @@ def assemble_unsupervised(name: str, version: str, options: UnsupervisedOptions,
         "preprocessing": prep.to_meta() if prep else "none",
     }
     return Benchmark(
-        dataset=name, version=version, task="unsupervised", features=list(FEATURES), train=train,
+        dataset=name, version=version, task="unsupervised", features=feature_list, train=train,
         validation=validation, test=test, signals=signals, signal_train=signal_train, meta=meta,
     )
 

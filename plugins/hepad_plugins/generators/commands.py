@@ -30,16 +30,21 @@ def _report(paths: list[Path]) -> None:
 def generate_l1(events: EventsOpt, seed: SeedOpt, out: OutOpt, signal_events: SignalOpt = None,
                 workers: WorkersOpt = 1,
                 underlying_event: Annotated[bool, typer.Option(
-                    help="Simulate multiparton interactions (about 4x slower).")] = False) -> None:
+                    help="Simulate multiparton interactions (about 4x slower; version 2 only).")] = False,
+                version: Annotated[int, typer.Option(
+                    "--version", min=2, max=3,
+                    help="2: no pile-up, forced tau decays; 3: l+X@HLT-like (UE, pile-up mu=20, natural taus, "
+                         "loose isolation, HLT record for the lx-hlt view).")] = 2) -> None:
     """ADC2021-like single-lepton sample: W, Z, ttbar, QCD background and four signals (HDF5)."""
     from hepad_plugins.generators.pythia_util import require_generators
 
     require_generators()
     from hepad_plugins.generators import l1
 
+    config = l1.config_for(version, underlying_event)
     with RichProgress() as progress:
         paths = l1.generate(out, events, seed, events // 10 if signal_events is None else signal_events, workers,
-                            progress, underlying_event=underlying_event)
+                            progress, config=config)
     _report(paths)
 
 

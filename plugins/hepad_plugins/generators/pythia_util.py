@@ -70,3 +70,29 @@ def sigma_gen_mb(pythia) -> tuple[float, float]:
     """Pythia's estimate of the generated cross section and its error, in mb."""
     info = pythia.infoPython()
     return float(info.sigmaGen()), float(info.sigmaErr())
+
+
+def heavy_flavour(pid: int) -> int:
+    """5 for a b hadron, 4 for a c hadron (the heaviest quark in the PDG code), else 0."""
+    a = abs(int(pid))
+    if a < 100 or a >= 10000:  # quarks, leptons, bosons, diquarks' excitations and BSM codes are not hadrons here
+        return 0
+    digits = ((a // 1000) % 10, (a // 100) % 10, (a // 10) % 10)
+    heaviest = max(digits)
+    return heaviest if heaviest in (4, 5) else 0
+
+
+def final_state_and_heavy(event) -> tuple[np.ndarray, np.ndarray]:
+    """``final_state`` plus an (m, 4) array (flavour, px, py, pz) of the b and c hadrons of the record.
+
+    The heavy hadrons (decayed, so not final) label the jets for b tagging.
+    """
+    rows, heavy = [], []
+    for p in event.particles():
+        if p.isFinal():
+            rows.append((p.id(), p.px(), p.py(), p.pz(), p.e()))
+        elif p.isHadron():
+            flavour = heavy_flavour(p.id())
+            if flavour:
+                heavy.append((flavour, p.px(), p.py(), p.pz()))
+    return np.array(rows, dtype=np.float64).reshape(-1, 5), np.array(heavy, dtype=np.float64).reshape(-1, 4)
