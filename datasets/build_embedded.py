@@ -26,7 +26,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
@@ -75,12 +75,38 @@ def _write(table: pl.DataFrame, path: Path) -> dict[str, Any]:
     return {"file": path.name, "size": path.stat().st_size, "sha256": _sha256(path), "events": table.height}
 
 
+def _background_and_signals(source: Path, out: Path, bg_path: Path, background: pl.DataFrame, background_file: str,
+                            read_signal: Callable[[Path], pl.DataFrame], label: str, max_background: int | None,
+                            seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write the (optionally subsampled) background and every signal found in ``source``: (sources, outputs)."""
+    from hepad_plugins.datasets import adc2021, embedded
+    from hepad_plugins.datasets._common import find_file
+
+    full_events = background.height
+    if max_background is not None and background.height > max_background:
+        # a random subset (the file is ordered by process) that keeps the physical mixture
+        keep = np.sort(np.random.default_rng(seed).choice(background.height, max_background, replace=False))
+        background = background[keep]
+    sources = {"background": _source(bg_path, full_events, h5_attributes(bg_path))}
+    outputs = {"background": _write(background, out / background_file)}
+    for sig, spec in adc2021.SIGNALS.items():
+        path = find_file(spec.names, [source])
+        target = out / embedded.l1_signal_file(sig)
+        if path is None:
+            print(f"{label}: no signal file for {sig} in {source} ({' or '.join(spec.names)}): skipped", file=sys.stderr)
+            target.unlink(missing_ok=True)
+            continue
+        table = read_signal(path)
+        sources[f"signal/{sig}"] = _source(path, table.height, h5_attributes(path))
+        outputs[f"signal/{sig}"] = _write(table, target)
+    return sources, outputs
+
+
 def build_l1(source: Path, out: Path, max_background: int | None = None, seed: int = 0) -> dict[str, Any]:
     """ADC2021-layout HDF5 files in ``source`` -> ``out``/{background,signal_<name>}.parquet + provenance."""
     import h5py
 
     from hepad_plugins.datasets import adc2021, embedded
-    from hepad_plugins.datasets._common import find_file
 
     bg_path = source / adc2021.BACKGROUND_FILE
     if not bg_path.is_file():
@@ -93,30 +119,14 @@ def build_l1(source: Path, out: Path, max_background: int | None = None, seed: i
             raise SystemExit(f"{bg_path}: 'Weight' does not match 'Particles' or is not positive")
         # sigma x eff / N per process, normalised so the mean weight is 1 (unweighted mixture stays ~1)
         background = background.with_columns(pl.Series("weight", (weight / weight.mean()).astype(np.float32)))
-    full_events = background.height
-    if max_background is not None and background.height > max_background:
-        # a random subset (the file is ordered by process) that keeps the physical mixture
-        keep = np.sort(np.random.default_rng(seed).choice(background.height, max_background, replace=False))
-        background = background[keep]
-    sources = {"background": _source(bg_path, full_events, h5_attributes(bg_path))}
-    outputs = {"background": _write(background, out / embedded.L1_BACKGROUND)}
-    for sig, spec in adc2021.SIGNALS.items():
-        path = find_file(spec.names, [source])
-        target = out / embedded.l1_signal_file(sig)
-        if path is None:
-            print(f"l1: no signal file for {sig} in {source} ({' or '.join(spec.names)}): skipped", file=sys.stderr)
-            target.unlink(missing_ok=True)
-            continue
-        table = adc2021.read_particles(path)
-        sources[f"signal/{sig}"] = _source(path, table.height, h5_attributes(path))
-        outputs[f"signal/{sig}"] = _write(table, target)
+    sources, outputs = _background_and_signals(source, out, bg_path, background, embedded.L1_BACKGROUND,
+                                               adc2021.read_particles, "l1", max_background, seed)
     return _provenance(out, "l1", sources, outputs, {"max_background": max_background, "subsample_seed": seed})
 
 
 def build_lx(source: Path, out: Path, max_background: int | None = None, seed: int = 0) -> dict[str, Any]:
     """l1 version-3 HDF5 files in ``source`` -> ``out``/{background,signal_<name>}.parquet of the 21 l+X@HLT features."""
-    from hepad_plugins.datasets import adc2021, embedded, lx_hlt
-    from hepad_plugins.datasets._common import find_file
+    from hepad_plugins.datasets import adc2021, lx_hlt
 
     bg_path = source / adc2021.BACKGROUND_FILE
     if not bg_path.is_file():
@@ -127,22 +137,8 @@ def build_lx(source: Path, out: Path, max_background: int | None = None, seed: i
         background = background.with_columns(pl.Series("weight", (weight / weight.mean()).astype(np.float32)))
     if "Process" in extras:  # which SM process each event is (index into the file's process_names)
         background = background.with_columns(pl.Series("process", extras["Process"].astype(np.int8)))
-    full_events = background.height
-    if max_background is not None and background.height > max_background:
-        keep = np.sort(np.random.default_rng(seed).choice(background.height, max_background, replace=False))
-        background = background[keep]
-    sources = {"background": _source(bg_path, full_events, h5_attributes(bg_path))}
-    outputs = {"background": _write(background, out / lx_hlt.BACKGROUND)}
-    for sig, spec in adc2021.SIGNALS.items():
-        path = find_file(spec.names, [source])
-        target = out / embedded.l1_signal_file(sig)
-        if path is None:
-            print(f"lx-hlt: no signal file for {sig} in {source}: skipped", file=sys.stderr)
-            target.unlink(missing_ok=True)
-            continue
-        table, _ = lx_hlt.read_generated(path)
-        sources[f"signal/{sig}"] = _source(path, table.height, h5_attributes(path))
-        outputs[f"signal/{sig}"] = _write(table, target)
+    sources, outputs = _background_and_signals(source, out, bg_path, background, lx_hlt.BACKGROUND,
+                                               lambda p: lx_hlt.read_generated(p)[0], "lx-hlt", max_background, seed)
     return _provenance(out, "l1 v3 (l+X@HLT view)", sources, outputs,
                        {"max_background": max_background, "subsample_seed": seed})
 

@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from hepad_bench.cache import (
-    CorruptCache, cache_root, downloads_dir, table_sha256, verified_parquet, write_parquet_hashed,
+    CorruptCache, cache_root, downloads_dir, file_sha256, table_sha256, verified_parquet, write_parquet_hashed,
 )
 from hepad_bench.contracts import Progress
 from hepad_bench.data import PROCESS, WEIGHT
@@ -70,12 +70,8 @@ def file_identity(path: Path) -> dict[str, Any]:
     return {"name": path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def sha256_of(path: Path, block: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
+#: sha256 of a file's bytes (the cache's own hash function, so both name files alike)
+sha256_of = file_sha256
 
 
 def download(url: str, name: str, folder: Path) -> Path:
