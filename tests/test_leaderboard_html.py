@@ -99,8 +99,11 @@ def test_page_renders_tables_and_images_in_browser(page):
     assert main[0][:4] == ["detector", "version", "kind", "seeds"]
     assert "sigA: AUC" in main[0] and "sigB: AUC" in main[0]
     assert [r[0] for r in main[1:]][:2] == ["alpha", "beta"] and len(main) == 1 + 5
-    assert mu[0] == ["detector", "sigA", "sigB"]
-    assert "1.00 ± 0" in dom.bold_cells  # the DNN's own normalised limit is the best (lowest)
+    assert mu[0] == ["detector", "seeds", "sigA: mu_up / DNN", "sigB: mu_up / DNN"]
+    rows = {r[0]: r[2:] for r in mu[1:]}
+    assert rows["supervised-dnn"] == ["1 (reference)", "1 (reference)"]  # the normalisation itself is not ranked
+    # beta's ratios (about 1.5) beat alpha's (about 3) beyond their intervals: the only bold cells
+    assert sorted(dom.bold_cells) == sorted(rows["beta"])
     # provenance and the data files are linked
     text = index.read_text()
     assert "Dataset toy-ds version 3" in text and "seeds 1, 2, 3" in text and "hepad-bench 0.1.0" in text
