@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -16,20 +14,9 @@ from hepad_bench.params import build_config
 from hepad_plugins.datasets import embedded, lx_hlt
 from hepad_plugins.datasets.lx_hlt import LxHltPythia
 
-REPO = Path(__file__).resolve().parents[1]
+from test_dataset_embedded import build_module, private_cache  # noqa: F401 (autouse fixture: a private cache)
+
 SIGNAL = "Ato4l_lepFilter_13TeV_filtered"  # the quickest signal to generate
-
-
-def build_module():
-    spec = importlib.util.spec_from_file_location("build_embedded", REPO / "datasets" / "build_embedded.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HEPAD_BENCH_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="module")
