@@ -29,6 +29,11 @@ TREE_CLASSES = ("TTree", "ROOT::RNTuple")
 LABEL_COLUMN = "__label__"
 
 
+def _why(exc: Exception) -> str:
+    """An exception as one line (some libraries put newlines in their messages)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 def _hint(name: str, available: list[str]) -> str:
     close = difflib.get_close_matches(name, available, n=3)
     if close:
@@ -56,7 +61,7 @@ class Source:
         except DataError:
             raise
         except Exception as exc:  # a type the library cannot interpret
-            raise DataError(f"{self.path}: {self.word} '{name}' cannot be read ({type(exc).__name__}: {exc})") from None
+            raise DataError(f"{self.path}: {self.word} '{name}' cannot be read ({_why(exc)})") from None
         return values if isinstance(values, ak.Array) else _to_awkward(values)
 
 
@@ -75,7 +80,7 @@ def open_root(path: Path, tree: str | None) -> Source:
     try:
         fh = uproot.open(path)
     except Exception as exc:
-        raise DataError(f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"{path}: not a readable ROOT file ({_why(exc)})") from None
     # TTrees and RNTuples (what uproot >= 5.7 writes by default) are read alike
     trees = sorted({k.rsplit(";", 1)[0] for k, c in fh.classnames().items() if c in TREE_CLASSES})
     if tree is None:
@@ -103,7 +108,7 @@ def open_parquet(path: Path) -> Source:
     try:
         names = list(pq.read_schema(path).names)
     except Exception as exc:
-        raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"{path}: not a readable Parquet file ({_why(exc)})") from None
     return Source(path, names, lambda n: ak.from_arrow(pq.read_table(path, columns=[n]).column(n)))
 
 
@@ -111,7 +116,7 @@ def open_csv(path: Path) -> Source:
     try:
         frame = pl.read_csv(path, infer_schema_length=None)
     except Exception as exc:
-        raise DataError(f"{path}: not a readable CSV file ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"{path}: not a readable CSV file ({_why(exc)})") from None
 
     def get(name: str) -> Any:
         col = frame[name]
@@ -131,7 +136,7 @@ def open_hdf5(path: Path, key: str | None) -> Source:
     try:
         fh = h5py.File(path, "r")
     except OSError as exc:
-        raise DataError(f"{path}: not a readable HDF5 file ({exc})") from None
+        raise DataError(f"{path}: not a readable HDF5 file ({_why(exc)})") from None
     with fh:
         keys = list(fh.keys())
         if key is not None and key.strip("/") not in fh:
@@ -171,7 +176,7 @@ def _pandas_source(path: Path, key: str | None) -> Source:
     try:
         frame = pd.read_hdf(path, key)
     except Exception as exc:
-        raise DataError(f"{path}: pandas cannot read key '{key}' ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"{path}: pandas cannot read key '{key}' ({_why(exc)})") from None
     if isinstance(frame, pd.Series):
         frame = frame.to_frame()
     return Source(path, [str(c) for c in frame.columns], lambda n: frame[n].to_numpy())
@@ -203,6 +208,8 @@ def shape_of(arr) -> tuple[str, int]:
             depth, layout = depth + 1, layout.content
         elif layout.is_numpy:
             return layout.dtype.kind, depth + len(layout.inner_shape)
+        elif layout.is_unknown:  # only empty lists seen: no type to object to
+            return "f", depth
         else:
             return "other", depth
 
@@ -219,6 +226,7 @@ def evaluate(feature: Feature, arr, where: str) -> dict[str, np.ndarray]:
         raise DataError(f"{where} is nested {depth} levels deep; only one value or one list per event is supported")
     if bool(ak.any(ak.is_none(arr, axis=-1))):
         raise DataError(f"{where} has missing (None) values")
+    arr = ak.values_astype(arr, np.float64)  # booleans and integers as numbers
     if feature.kind == "flat":
         if depth:
             raise DataError(f"{where} holds a list per event: use {feature.column}[0:N] (padded) or "
