@@ -329,6 +329,28 @@ def test_converted_once_and_reconverted_after_edits(mixed, monkeypatch):
     assert load(card).fingerprint != edited.fingerprint and len(calls) == 2
 
 
+def test_label_column_and_separate_files_together(mixed):
+    """Background and one signal from a labelled file, a second signal from a file of its own without
+    the label branch; events of the labelled file that no process selects are counted, not used."""
+    data, events = mixed
+    mixed_file = data / "ntuples" / "mixed.root"
+    write_root(mixed_file, concat(events, toy_events(30, 2, False, 12)))  # 30 events of a process not in the card
+    wprime = toy_events(90, 0, True, 11)
+    del wprime["sample"]
+    write_root(data / "ntuples" / "wprime.root", wprime)
+    card = data / "analysis.toml"
+    card.write_text(card.read_text() + '\n[signals.wprime]\nfiles = ["ntuples/wprime.root"]\n')
+    bench = load(card)
+    assert bench.event_counts() == {"train": 300, "validation": 60, "test": 240, "signal/hard": 100,
+                                    "signal_train/hard": 100, "signal/wprime": 45, "signal_train/wprime": 45}
+    assert bench.meta["unused_events"] == {str(mixed_file.resolve()): 30}
+    wprime_met = np.sort(np.r_[bench.signals["wprime"]["met"].to_numpy(), bench.signal_train["wprime"]["met"].to_numpy()])
+    assert bench.meta["preprocessing"]["log1p"] == ["met", "jet_pt[0]", "jet_pt[1]", "jet_pt[2]", "sum(jet_pt)",
+                                                    "max(jet_pt)"]
+    mean, std = bench.meta["preprocessing"]["mean"]["met"], bench.meta["preprocessing"]["std"]["met"]
+    np.testing.assert_allclose(np.sort(np.expm1(wprime_met * std + mean)), np.sort(wprime["met"]), rtol=1e-4)
+
+
 def test_data_seed_replaces_the_card_seed(mixed):
     data, _ = mixed
     card = data / "analysis.toml"  # [split] seed = 3

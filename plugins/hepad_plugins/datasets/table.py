@@ -69,14 +69,19 @@ def _tree(card: Card, role: str) -> str | None:
     return card.processes[role].tree or card.tree
 
 
-def _converter_version(card: Card, path: Path, tree: str | None) -> str:
+def _converter_version(card: Card, path: Path, tree: str | None, with_label: bool) -> str:
     """What the per-file conversion depends on besides the file's bytes: the columns the card reads."""
     return stable_hash({
         "reader": READER_VERSION, "path": str(path), "tree": tree,
         "features": [(f.expr, f.fill) for f in card.features],
         "resonant": None if card.resonant is None else (card.resonant.expr, card.resonant.fill),
-        "weight": card.weight, "label": card.label,
+        "weight": card.weight, "label": card.label if with_label else None,
     })
+
+
+def _labelled_files(card: Card, files: dict[str, list[Path]]) -> set[Path]:
+    """Files some process selects events of by label: only these need the label column."""
+    return {p for role, paths in files.items() if card.processes[role].label is not None for p in paths}
 
 
 def _select(card: Card, files: dict[str, list[Path]], raw: dict[tuple[Path, str | None], pl.DataFrame]
@@ -194,14 +199,16 @@ class Table(Dataset):
         def build() -> Benchmark:
             raw: dict[tuple[Path, str | None], pl.DataFrame] = {}
             facts: dict[str, dict[str, Any]] = {}
+            labelled = _labelled_files(card, files)
             for role, paths in files.items():
                 tree = _tree(card, role)
                 for path in paths:
                     if (path, tree) in raw:
                         continue
+                    lab = path in labelled
                     raw[(path, tree)], info = cached_raw_table(
-                        self.name, path, _converter_version(card, path, tree),
-                        lambda p, t=tree: read_file(p, card, t), progress)
+                        self.name, path, _converter_version(card, path, tree, lab),
+                        lambda p, t=tree, lab=lab: read_file(p, card, t, lab), progress)
                     facts[str(path)] = {k: info[k] for k in ("size", "sha256", "events") if k in info}
             events, unused = _select(card, files, raw)
             meta = {

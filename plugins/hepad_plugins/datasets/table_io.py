@@ -270,8 +270,9 @@ def _first_bad(values: np.ndarray) -> int:
     return int(np.flatnonzero(~np.isfinite(values))[0])
 
 
-def read_file(path: Path, card: Card, tree: str | None) -> pl.DataFrame:
-    """One file's feature columns (float64), ``weight``, the resonant observable and the raw label column."""
+def read_file(path: Path, card: Card, tree: str | None, with_label: bool = True) -> pl.DataFrame:
+    """One file's feature columns (float64), ``weight``, the resonant observable and (``with_label``: some
+    process selects events of this file by label) the raw label column."""
     src = open_source(path, tree)
 
     def where(name: str) -> str:
@@ -295,7 +296,7 @@ def read_file(path: Path, card: Card, tree: str | None) -> pl.DataFrame:
             raise DataError(f"{where(card.weight)} is negative in event {int(np.argmax(w < 0))} "
                             f"({w.min():g}); the metrics need non-negative weights")
         columns["weight"] = w
-    if card.label is not None:
+    if card.label is not None and with_label:
         columns[LABEL_COLUMN] = flat_values(src.array(card.label), where(card.label))
     lengths = {k: len(v) for k, v in columns.items()}
     if len(set(lengths.values())) > 1:
