@@ -187,6 +187,17 @@ def test_jagged_padding_and_reductions_by_hand(tmp_path, fmt):
         np.testing.assert_array_equal(table[col].to_numpy(), np.array(values, dtype=float), err_msg=col)
 
 
+def test_dotted_branch_names_as_in_delphes(tmp_path):
+    with uproot.recreate(tmp_path / "d.root") as fh:
+        fh.mktree("Delphes", {"Jet.PT": "var * float32", "MissingET.MET": "float32"})
+        fh["Delphes"].extend({"Jet.PT": ak.Array([[1.0, 2.0], [3.0]]), "MissingET.MET": np.array([5.0, 6.0], np.float32)})
+    (tmp_path / "c.toml").write_text('features = ["Jet.PT[0:2]", "MissingET.MET", "count(Jet.PT)"]\n'
+                                     '[background]\nfiles = ["d.root"]\n[signals.s]\nfiles = ["d.root"]\n')
+    table = read_file(tmp_path / "d.root", read_card(tmp_path / "c.toml"), None)
+    assert table.to_dict(as_series=False) == {"Jet.PT[0]": [1.0, 3.0], "Jet.PT[1]": [2.0, 0.0],
+                                              "MissingET.MET": [5.0, 6.0], "count(Jet.PT)": [2.0, 1.0]}
+
+
 def test_regular_hdf5_array_as_list_per_event(tmp_path):
     slots = np.array([[50.0, 30.0, 0.0], [7.0, 8.0, 9.0]])
     with h5py.File(tmp_path / "r.h5", "w") as fh:
@@ -395,6 +406,13 @@ files = ["text_signal.csv"]
 """
 
 
+def _write_two_trees(data: Path) -> None:
+    path = write_root(data / "ntuples" / "mixed.root", toy_events(50, 0, False, 9))
+    with uproot.update(path) as fh:
+        fh.mktree("Runs", {"run": np.int32})
+        fh["Runs"].extend({"run": np.arange(3, dtype=np.int32)})
+
+
 ERRORS = {  # case: (card text edit, data edit, fragments the one line must hold)
     "no card option": (None, None, ["dataset table needs a card: -o card="]),
     "missing card": ("<delete>", None, ["analysis.toml not found"]),
@@ -410,6 +428,8 @@ ERRORS = {  # case: (card text edit, data edit, fragments the one line must hold
                              None, ["[background] files: no file matches 'ntuples/*.parquet'"]),
     "missing tree": (lambda c: c.replace('tree = "Events"', 'tree = "Event"'), None,
                      ["mixed.root: no TTree 'Event'", "'Events'"]),
+    "several trees, none named": (lambda c: c.replace('tree = "Events"\n', ""), _write_two_trees,
+                                  ["mixed.root: holds 2 TTrees (Events, Runs)", 'tree = "..."']),
     "missing branch": (lambda c: c.replace('"met",', '"met", "jet_eta[0]",'), None,
                        ["mixed.root: no branch 'jet_eta'"]),
     "missing label branch": (lambda c: c.replace('label = "sample"', 'label = "process_id"'), None,
