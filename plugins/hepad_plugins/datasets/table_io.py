@@ -49,9 +49,15 @@ class Source:
 
     def __init__(self, path: Path, names: list[str], get: Callable[[str], Any]):
         self.path, self.names, self._get = path, names, get
+        self._read: dict[str, Any] = {}  # a branch used by several expressions is read once
 
     def array(self, name: str):
         """The awkward array of column ``name`` (DataError naming file and column when absent)."""
+        if name not in self._read:
+            self._read[name] = self._array(name)
+        return self._read[name]
+
+    def _array(self, name: str):
         import awkward as ak
 
         if name not in self.names:
