@@ -105,7 +105,7 @@ def _select(card: Card, files: dict[str, list[Path]], raw: dict[tuple[Path, str 
             raise DataError(f"card {card.path}: {what} has no events{label} in "
                             f"{', '.join(str(p) for p in files[role])}")
         out[role] = events
-    totals = {path: raw[key].height for key in raw for path in [key[0]]}
+    totals = {path: table.height for (path, _), table in raw.items()}
     unused = {str(p): totals[p] - used.get(p, 0) for p in totals if totals[p] - used.get(p, 0)}
     return out, unused
 
