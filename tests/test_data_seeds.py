@@ -288,6 +288,7 @@ def test_leaderboard_over_three_data_seeds_and_two_run_seeds(capsys, tmp_path):
             assert any(r[c] != "n/a" for r in table[1:]), table[0][c]
     mu_header = _table(markdown, 1)[0]
     assert "Ato4l: mu_up" in mu_header and not any("/ DNN" in c for c in mu_header)
+    assert "## l1-pythia: upper limit on mu (physical yields" in markdown and "No mu_up / DNN columns:" in markdown
     assert "eff_S at" not in markdown and not (folder / "rates.csv").exists()
 
 

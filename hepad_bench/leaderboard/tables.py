@@ -611,24 +611,28 @@ def mu_table(section: Section, installed: dict[str, str]) -> Table | None:
         _mark_best(rows, col, higher_is_better=False)
     extra = f"metric {MU_LIMIT} version {installed[MU_LIMIT]}" if MU_LIMIT in installed else f"metric {MU_LIMIT} not installed"
     notes = [n for n in [norm_note] if n]
-    notes.append("mu_up / mu_up(supervised DNN): each seed's expected limit over the same seed's DNN limit; the cell is "
-                 "the median of these per-seed ratios [68 % interval: the seed band and the median per-seed "
-                 "template-statistics interval (the finite test samples filling the histograms) in quadrature]. "
-                 "Lower is better; bold only where the best interval clears the runner-up's.")
+    ratios = any(k == MU_KEY for k, _ in keys)
+    if ratios:
+        notes.append("mu_up / mu_up(supervised DNN): each seed's expected limit over the same seed's DNN limit; the cell "
+                     "is the median of these per-seed ratios [68 % interval: the seed band and the median per-seed "
+                     "template-statistics interval (the finite test samples filling the histograms) in quadrature]. "
+                     "Lower is better; bold only where the best interval clears the runner-up's.")
     if MU_LIMIT not in installed:
         notes.append(f"n/a everywhere: the comparative metric '{MU_LIMIT}' is not installed.")
     elif MU_LIMIT in section.comparative_notes:
         notes.append(f"n/a: {section.comparative_notes[MU_LIMIT]}")
     reasons = sorted({c.value.unavailable for c in section.comparative
                       if c.metric == MU_LIMIT and c.key == MU_KEY and c.value.unavailable})
-    if reasons:
+    if reasons and ratios:
         notes.append(f"n/a where {MU_LIMIT} gave no value: {'; '.join(reasons)}.")
+    elif reasons:  # task-aware: the ratio columns are left out; say why
+        notes.append(f"No mu_up / DNN columns: {'; '.join(reasons)}.")
     schema: dict[str, pl.DataType] = {"detector": pl.String}
     for key, signal in keys:
         schema |= stat_schema(f"{signal}" if key == MU_KEY else f"{signal}:mu_up")
     csv = pl.DataFrame(records, schema=schema) if records else pl.DataFrame(schema=schema)
-    return Table(f"{section.name}: upper limit on mu relative to the supervised DNN{suffix}", columns, rows,
-                 provenance(section, extra), notes, csv)
+    title = "upper limit on mu relative to the supervised DNN" if ratios else "upper limit on mu"
+    return Table(f"{section.name}: {title}{suffix}", columns, rows, provenance(section, extra), notes, csv)
 
 
 def mu_absent_reason(section: Section, installed: dict[str, str]) -> str:
