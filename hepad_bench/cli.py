@@ -132,6 +132,7 @@ def run(
     detector: Annotated[list[str], typer.Option("--detector", "-d", help="Detector name (repeatable: a grid).")],
     dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help=f"Dataset name (repeatable). Default: {DEFAULT_DATASET}.")] = None,
     seed: Annotated[Optional[list[int]], typer.Option("--seed", help=f"Run seed (repeatable). Default: {DEFAULT_SEED}.")] = None,
+    data_seed: Annotated[Optional[list[int]], typer.Option("--data-seed", min=0, help="Data seed (repeatable): the dataset draws its train/validation/test split (and injected signal) from it. Default: the dataset's fixed split.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     output: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Detector hyperparameter name=value, or detector.name=value for one detector of the grid.")] = None,
@@ -145,6 +146,10 @@ def run(
 ) -> None:
     """Train and score detectors on datasets; store every run under OUTPUT.
 
+    --data-seed N draws another split of the same events (datasets that
+    support it); the grid is dataset x detector x data seed x run seed, and
+    the leaderboard aggregates over both seeds.
+
     On resonant datasets every run is followed by its null control (the same
     data without injected signal; --no-null-controls skips them), and
     -o sr_scan=LOW:HIGH:STEP runs one training per signal-region window and
@@ -156,7 +161,7 @@ def run(
     specs = expand_grid(
         dataset or [DEFAULT_DATASET], detector, seed or [DEFAULT_SEED],
         dataset_options=_split_pairs(option or [], "dataset option"), params=_split_pairs(param or [], "parameter"),
-        device=resolve_device(device), max_events=max_events,
+        device=resolve_device(device), max_events=max_events, data_seeds=sorted(set(data_seed or [])),
     )
     started = time.perf_counter()
     with RichProgress(enabled=not quiet) as progress:
@@ -170,8 +175,9 @@ def run(
         def on_start(spec) -> None:  # noqa: ANN001
             run_started[0] = time.perf_counter()
             null = ", null control" if spec.null_of is not None else ""
+            data = f"data seed {spec.data_seed}, " if spec.data_seed is not None else ""
             progress.line(f"run {next(counter, len(specs))}/{len(specs)}: {spec.dataset} x {spec.detector}, "
-                          f"seed {spec.seed} ({spec.device}{null})")
+                          f"{data}seed {spec.seed} ({spec.device}{null})")
 
         for res in runner.iter_grid(specs, on_start=on_start):
             t0 = run_started[0]

@@ -171,6 +171,23 @@ class Dataset(ABC):
     ``task`` (``unsupervised`` or ``resonant``), ``card`` (Markdown text: source,
     citation, licence, files, schema), ``Options`` (a dataclass of load
     options; CLI ``-o key=value``).
+
+    Data seeds (CLI ``--data-seed N``, repeatable): ``self.data_seed`` is None
+    for the dataset's canonical, fixed split, or an integer from which a
+    dataset with ``uses_data_seed = True`` draws its splits (and, for
+    resonant data, which signal events are injected): same data seed, same
+    tables; another data seed, another split of the same events. The run
+    seed never reaches the dataset. ``--data-seed`` on a dataset with
+    ``uses_data_seed = False`` is refused before anything runs. A dataset
+    that caches its tables must key the cache on the data seed.
+
+    Working points: ``working_points`` lists the background efficiencies at
+    which the efficiency metric reports the signal efficiency (keys
+    ``eff@1e-3``, ``eff@5e-2``, ...); empty means the metric's default
+    (1e-2, 1e-3, 1e-4, 1e-5). The runner copies a non-empty tuple into
+    ``Benchmark.meta["working_points"]``, which the metric reads; a dataset
+    whose points depend on its options may set that meta key in ``load``
+    instead (the meta key wins).
     """
 
     name: ClassVar[str]
@@ -182,9 +199,14 @@ class Dataset(ABC):
     #: signal). Where set, the runner adds the twin of every run of a detector that searches
     #: the data (null control); empty: no twin.
     null_options: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: whether ``load`` draws its splits from ``self.data_seed`` (``--data-seed``; see above)
+    uses_data_seed: ClassVar[bool] = False
+    #: background efficiencies of the signal-efficiency working points (empty: the metric's default)
+    working_points: ClassVar[tuple[float, ...]] = ()
 
-    def __init__(self, options: Any = None):
+    def __init__(self, options: Any = None, data_seed: int | None = None):
         self.options = options if options is not None else self.Options()
+        self.data_seed = data_seed
 
     @abstractmethod
     def load(self, data_dir: Path | None, progress: Progress) -> Benchmark:

@@ -109,7 +109,16 @@ def _check_class(obj: Any, bases: tuple[type, ...]) -> str | None:
         return f"detector {obj.name} has score_region '{obj.score_region}', expected one of {', '.join(SCORE_REGIONS)}"
     if issubclass(obj, Dataset) and obj.task not in TASKS:
         return f"dataset {obj.name} has task '{obj.task}', expected one of {', '.join(TASKS)}"
+    if issubclass(obj, Dataset) and not _valid_working_points(getattr(obj, "working_points", ())):
+        return f"dataset {obj.name} has working_points {obj.working_points!r}, expected a tuple of numbers in (0, 1]"
     return None
+
+
+def _valid_working_points(points: Any) -> bool:
+    """A tuple/list of background efficiencies in (0, 1] (issue 12: a dataset names its working points)."""
+    if not isinstance(points, (tuple, list)):
+        return False
+    return all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 1 for p in points)
 
 
 class _BadReturn(Exception):

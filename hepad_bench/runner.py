@@ -55,6 +55,8 @@ class RunSpec:
     max_events: int | None = None
     #: Set on a background-only twin (null control): the dataset options of the run it controls.
     null_of: tuple[tuple[str, str], ...] | None = None
+    #: ``--data-seed``: the dataset draws its splits from it (None: its canonical split; see Dataset)
+    data_seed: int | None = None
 
 
 @dataclass
@@ -108,10 +110,14 @@ def params_for(detector: str, params: tuple[tuple[str, str], ...], detectors: li
 
 
 def expand_grid(datasets: list[str], detectors: list[str], seeds: list[int],
-                params: tuple[tuple[str, str], ...] = (), **common: Any) -> list[RunSpec]:
-    """Every (dataset, detector, seed); ``params`` may be scoped as ``<detector>.<name>``."""
-    return [RunSpec(dataset=d, detector=m, seed=s, params=params_for(m, params, detectors), **common)
-            for d in datasets for m in detectors for s in seeds]
+                params: tuple[tuple[str, str], ...] = (), data_seeds: list[int] | None = None,
+                **common: Any) -> list[RunSpec]:
+    """Every (dataset, detector, data seed, seed); ``params`` may be scoped as ``<detector>.<name>``.
+
+    ``data_seeds`` None or empty: one canonical split per dataset (no data seed).
+    """
+    return [RunSpec(dataset=d, detector=m, seed=s, params=params_for(m, params, detectors), data_seed=ds, **common)
+            for d in datasets for m in detectors for ds in (data_seeds or [None]) for s in seeds]
 
 
 def with_options(spec: RunSpec, pairs: tuple[tuple[str, str], ...], **changes: Any) -> RunSpec:
@@ -135,8 +141,14 @@ class Runner:
     # -- spec -> identities ------------------------------------------------
     def dataset_identity(self, spec: RunSpec) -> tuple[Any, dict[str, Any]]:
         cls = self.registry.dataset(spec.dataset)
+        if spec.data_seed is not None and not getattr(cls, "uses_data_seed", False):
+            raise UserError(f"dataset {cls.name} has one fixed split and does not use data seeds; drop --data-seed "
+                            "(use --seed for repeated trainings)")
         options = build_config(cls.Options, list(f"{k}={v}" for k, v in spec.dataset_options), f"dataset {cls.name}")
-        return options, {"name": cls.name, "version": cls.version, "options": as_dict(options), "max_events": spec.max_events}
+        ident = {"name": cls.name, "version": cls.version, "options": as_dict(options), "max_events": spec.max_events}
+        if spec.data_seed is not None:  # only when given: run keys without a data seed stay what they were
+            ident["data_seed"] = spec.data_seed
+        return options, ident
 
     def detector_identity(self, spec: RunSpec) -> tuple[Any, dict[str, Any]]:
         cls = self.registry.detector(spec.detector)
@@ -227,10 +239,14 @@ class Runner:
         options, data_id = self.dataset_identity(spec)
         memo_key = (data_id["name"], stable_hash(data_id))
         if memo_key not in self._benchmarks:
-            dataset = self.registry.dataset(spec.dataset)(options)
+            data_cls = self.registry.dataset(spec.dataset)
+            dataset = data_cls(options) if spec.data_seed is None else data_cls(options, data_seed=spec.data_seed)
             bench = dataset.load(self.data_dir, self.progress)
             if bench.fingerprint is None:  # a dataset without the cache: hash what it returned
                 bench.fingerprint = content_fingerprint(bench)
+            points = tuple(getattr(data_cls, "working_points", ()) or ())
+            if points and "working_points" not in bench.meta:  # the efficiency metric reads them from the meta
+                bench.meta["working_points"] = [float(p) for p in points]
             self._benchmarks[memo_key] = bench.capped(spec.max_events)
         return self._benchmarks[memo_key]
 
@@ -290,7 +306,8 @@ class Runner:
         run: dict[str, Any] = {
             "key": folder.name, "dataset": data_id,
             "detector": det_id | {"kind": det_cls.kind, "score_region": score_region_of(det_cls)},
-            "seed": spec.seed, "device": spec.device, "task": bench.task,
+            "seed": spec.seed, **({"data_seed": spec.data_seed} if spec.data_seed is not None else {}),
+            "device": spec.device, "task": bench.task,
             "signals": sorted(bench.signals), "event_counts": bench.event_counts(),
             "dataset_meta": bench.meta, "resonant": bench.resonant,
             "versions": {

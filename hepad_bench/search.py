@@ -54,9 +54,13 @@ class Search:
     trials: int
     p_global: float | None
     z_global: float | None
+    data_seed: int | None = None  # --data-seed of the runs (None: the dataset's fixed split)
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.data_seed is None:  # files of runs without a data seed read as before
+            del out["data_seed"]
+        return out
 
 
 def _number(value: Any) -> float | None:
@@ -74,6 +78,8 @@ def summarise(results: list[Any]) -> list[Search]:
         options = {k: v for k, v in run["dataset"]["options"].items() if k not in WINDOW_OPTIONS}
         ident = {"dataset": run["dataset"]["name"], "options": options, "detector": run["detector"]["name"],
                  "config": run["detector"].get("config", {}), "seed": run["seed"]}
+        if run.get("data_seed") is not None:  # each data seed's windows are a search of their own
+            ident["data_seed"] = run["data_seed"]
         groups.setdefault(stable_hash(ident), []).append(res)
     out = []
     for members in groups.values():
@@ -98,14 +104,17 @@ def summarise(results: list[Any]) -> list[Search]:
                 seed=int(first["seed"]), signal=signal, null_control=bool(first.get("null_control")),
                 windows=windows, best=best, trials=trials, p_global=p_global,
                 z_global=None if p_global is None else max(0.0, float(norm.isf(p_global))),
+                data_seed=first.get("data_seed"),
             ))
     return out
 
 
 def write(search: Search, root: Path) -> Path:
     """``<root>/<dataset>/<detector>/searches/<hash>.json`` (atomic: written aside, then renamed)."""
-    key = stable_hash({"options": search.options, "config": search.config, "seed": search.seed,
-                       "signal": search.signal})
+    ident = {"options": search.options, "config": search.config, "seed": search.seed, "signal": search.signal}
+    if search.data_seed is not None:
+        ident["data_seed"] = search.data_seed
+    key = stable_hash(ident)
     folder = Path(root) / search.dataset / search.detector / "searches"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{key}.json"

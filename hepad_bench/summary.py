@@ -94,12 +94,14 @@ def _counts_line(result: RunResult) -> str | None:
 def summary_table(results: list[RunResult]) -> tuple[Table, list[str]]:
     """The table and its footer lines (what each mark means, the test event counts)."""
     table = Table(title="run summary (per signal; n/a = too few background events for that working point)")
-    for col in ("dataset", "detector", "seed", "status", "signal", *SUMMARY_KEYS):
+    data_seeds = any(res.spec.data_seed is not None for res in results)  # the column only where a grid has them
+    for col in ("dataset", "detector", *(["data seed"] if data_seeds else []), "seed", "status", "signal", *SUMMARY_KEYS):
         table.add_column(col, justify="right" if col in SUMMARY_KEYS else "left")
     reasons: dict[str, None] = {}  # ordered set
     count_lines: dict[str, None] = {}
     for res in results:
-        head = [res.spec.dataset, res.spec.detector, str(res.spec.seed), res.status]
+        head = [res.spec.dataset, res.spec.detector, *([str(res.spec.data_seed)] if data_seeds else []),
+                str(res.spec.seed), res.status]
         if res.status == "failed":
             table.add_row(*head, f"[red]{res.error}[/red]", *[""] * len(SUMMARY_KEYS))
             continue

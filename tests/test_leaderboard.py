@@ -291,19 +291,25 @@ def test_rebuild_is_byte_identical(built, tmp_path):
         assert (out / path).read_bytes() == (tmp_path / "again" / path).read_bytes(), path
 
 
-def test_missing_comparative_metrics_degrade_to_na(tmp_path):
+def _md_tables(markdown: str) -> list[str]:
+    return [t for t in re.split(r"\n(?=#+ )", markdown) if "\n| " in t]
+
+
+def test_missing_comparative_metrics_leave_out_the_mu_table(tmp_path):
+    """No all-n/a table (issue 12): without mu limits the section has no mu table, one line why, no mu_limit.csv."""
     results = write_fixture_results(tmp_path / "results")
     build_leaderboards(results, tmp_path / "out", registry_with(), plots=False)
     markdown = (tmp_path / "out" / "toy-ds" / "README.md").read_text()
-    assert "the comparative metric 'mu_limit' is not installed" in markdown
-    assert _md_row(markdown, "alpha", table_index=1)[2:] == ["n/a", "n/a"]
+    assert "No upper-limit table on mu: the comparative metric 'mu_limit' is not installed." in markdown
+    assert len(_md_tables(markdown)) == 1 and "mu_up" not in markdown and "mu_limit.csv" not in markdown
+    assert not (tmp_path / "out" / "toy-ds" / "mu_limit.csv").exists()
     assert "alpha" in _md_row(markdown, "alpha")[0]  # the main table still renders
 
     with pytest.warns(UserWarning, match="fixture breakage"):
         build_leaderboards(results, tmp_path / "broken", registry_with(BrokenMetric), plots=False)
     markdown = (tmp_path / "broken" / "toy-ds" / "README.md").read_text()
-    assert "mu_limit raised RuntimeError: fixture breakage" in markdown
-    assert _md_row(markdown, "beta", table_index=1)[2:] == ["n/a", "n/a"]
+    assert "No upper-limit table on mu: mu_limit raised RuntimeError: fixture breakage" in markdown
+    assert len(_md_tables(markdown)) == 1
 
 
 def test_empty_results_folder_is_a_user_error(tmp_path):
@@ -374,8 +380,8 @@ def test_mu_table_states_why_cells_are_missing(tmp_path):
     shutil.rmtree(results / "toy-ds" / "supervised-dnn")  # no reference detector left
     build_leaderboards(results, tmp_path / "out", registry_with(FixtureMuLimit), plots=False)
     markdown = (tmp_path / "out" / "toy-ds" / "README.md").read_text()
-    assert _md_row(markdown, "alpha", table_index=1)[2:] == ["n/a", "n/a"]
-    assert "n/a where mu_limit gave no value: no supervised-dnn." in markdown
+    assert len(_md_tables(markdown)) == 1  # every ratio n/a: no table, the reason in one line
+    assert "No upper-limit table on mu: no supervised-dnn." in markdown
     numbers = pl.read_parquet(tmp_path / "out" / "toy-ds" / "numbers.parquet")
     assert numbers.filter(pl.col("metric") == "mu_limit:mu_up")["value"].null_count() == 0  # raw limits kept
 

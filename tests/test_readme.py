@@ -49,5 +49,6 @@ def test_each_run_example_parses_and_passes_the_pre_flight_checks(args, tmp_path
     p = ctx.params
     specs = expand_grid(p["dataset"] or [cli.DEFAULT_DATASET], p["detector"], p["seed"] or [DEFAULT_SEED],
                         dataset_options=cli._split_pairs(p["option"] or [], "dataset option"),
-                        params=cli._split_pairs(p["param"] or [], "parameter"), device="cpu")
+                        params=cli._split_pairs(p["param"] or [], "parameter"), device="cpu",
+                        data_seeds=p["data_seed"])
     Runner(load_registry(warn=lambda m: None), tmp_path).validate(specs)  # parameter names and values, tasks

@@ -24,7 +24,9 @@ from typing import Any
 
 import polars as pl
 
-from hepad_bench.leaderboard.collect import ScoreCache, Section, collect_sections, evaluate_comparative
+from hepad_bench.leaderboard.collect import (
+    ScoreCache, Section, collect_sections, describe_replicas, evaluate_comparative,
+)
 from hepad_bench.leaderboard.html import SectionPage, render_page
 from hepad_bench.leaderboard.resonant import write_resonant_tables
 from hepad_bench.leaderboard.tables import (
@@ -33,6 +35,7 @@ from hepad_bench.leaderboard.tables import (
     correlation_matrix,
     long_numbers,
     main_table,
+    mu_absent_reason,
     mu_table,
     rate_table,
     to_markdown,
@@ -97,7 +100,8 @@ def _figures(section: Section, folder: Path, cache: ScoreCache, written: list[Pa
                 run = row.ok[0]
                 scored = cache.scored(run, signal)
                 if scored is not None and len(scored.background) and len(scored.signal_sample):
-                    chosen[f"{row.label} (seed {run.run['seed']})"] = (scored, colour[row.label])
+                    data = f"data seed {run.run['dataset']['data_seed']}, " if section.data_seeds else ""
+                    chosen[f"{row.label} ({data}seed {run.run['seed']})"] = (scored, colour[row.label])
         name = _slug(signal)
         if chosen:
             title = f"{section.name} v{section.version}: {signal}"
@@ -122,14 +126,22 @@ def _figures(section: Section, folder: Path, cache: ScoreCache, written: list[Pa
     return figures, notes
 
 
+def section_title(section: Section) -> str:
+    """``l1-pythia (version 2, unsupervised)``, with ``; 3 data seeds x 2 run seeds`` where runs have data seeds."""
+    seeds = f"; {describe_replicas(section.replicas)}" if section.data_seeds else ""
+    return f"{section.name} (version {section.version}, {section.task}{seeds})"
+
+
 def _section_markdown(section: Section, tables: list[Table], figures: list[tuple[str, str]], notes: list[str],
-                      rates: bool = False) -> str:
-    lines = [f"# Leaderboard: {section.name} (version {section.version}, {section.task})", "",
+                      rates: bool = False, mu: bool = True, absent: list[str] = ()) -> str:
+    lines = [f"# Leaderboard: {section_title(section)}", "",
              "[main table (CSV)](leaderboard.csv) · " + ("[rates (CSV)](rates.csv) · " if rates else "")
-             + "[mu limits (CSV)](mu_limit.csv) · "
-             f"[every number (Parquet)](numbers.parquet) · [HTML page](../index.html#{section.slug})", ""]
+             + ("[mu limits (CSV)](mu_limit.csv) · " if mu else "")
+             + f"[every number (Parquet)](numbers.parquet) · [HTML page](../index.html#{section.slug})", ""]
     for table in tables:
         lines.append(to_markdown(table, level=2))
+    for line in absent:  # a table left out because every cell would be n/a: one line saying why
+        lines += [line, ""]
     if figures or notes:
         lines += ["## Figures", ""]
         lines += [f"- {n}" for n in notes]
@@ -183,29 +195,35 @@ def build_leaderboards(results: Path, output: Path, registry, plots: bool = True
         main, mu, rates = main_table(section), mu_table(section, installed), rate_table(section)
         figures, fig_notes = _figures(section, folder, cache, written, say) if plots else ([], [])
         cache.clear()
+        # task-aware: a table with no value in any cell is not written; one line says why
+        absent = [] if mu is not None else [f"No upper-limit table on mu: {mu_absent_reason(section, installed)}."]
 
         _write(folder / "leaderboard.csv", main.csv.write_csv(), written)
-        _write(folder / "mu_limit.csv", mu.csv.write_csv(), written)
+        if mu is not None:
+            _write(folder / "mu_limit.csv", mu.csv.write_csv(), written)
         if rates is not None:
             _write(folder / "rates.csv", rates.csv.write_csv(), written)
         frame = long_numbers(section)
         numbers.append(frame)
         _write_parquet(frame, folder / "numbers.parquet", written)
-        tables = [main] + ([rates] if rates is not None else []) + [mu]
-        _write(folder / "README.md", _section_markdown(section, tables, figures, fig_notes, rates is not None), written)
+        tables = [main] + ([rates] if rates is not None else []) + ([mu] if mu is not None else [])
+        _write(folder / "README.md", _section_markdown(section, tables, figures, fig_notes, rates is not None,
+                                                       mu is not None, absent), written)
 
         readme += [f"## [{section.name}]({section.slug}/README.md)", "", to_markdown(main, level=3)]
         pages.append(SectionPage(
-            slug=section.slug, title=f"{section.name} (version {section.version}, {section.task})",
+            slug=section.slug, title=section_title(section),
             tables=tables, figures=[(c, f"{section.slug}/{p}") for c, p in figures],
-            files=[("main table (CSV)", f"{section.slug}/leaderboard.csv"), ("mu limits (CSV)", f"{section.slug}/mu_limit.csv"),
+            files=[("main table (CSV)", f"{section.slug}/leaderboard.csv"),
+                   *([("mu limits (CSV)", f"{section.slug}/mu_limit.csv")] if mu is not None else []),
                    *([("rates (CSV)", f"{section.slug}/rates.csv")] if rates is not None else []),
                    ("every number (Parquet)", f"{section.slug}/numbers.parquet"), ("Markdown", f"{section.slug}/README.md")],
-            notes=fig_notes,
+            notes=absent + fig_notes,
         ))
     say(f"writing {output}")
     readme += write_resonant_tables(sections, output, written)  # significance next to the null controls
     _write(output / "README.md", "\n".join(readme).rstrip() + "\n", written)
     _write(output / "index.html", render_page(TITLE, INTRO, pages), written)
-    _write_parquet(pl.concat(numbers, how="vertical"), output / "numbers.parquet", written)
+    # diagonal: a data-seeded section adds a data_seed column (identical schemas concatenate as before)
+    _write_parquet(pl.concat(numbers, how="diagonal_relaxed"), output / "numbers.parquet", written)
     return written

@@ -3,7 +3,13 @@
 A *section* is every run of one dataset identity (name, version, options,
 event cap); a *row* is one detector configuration (name, version, config)
 inside it, with its runs over seeds. Comparative metrics are evaluated here,
-once per signal and seed, from the stored scores.
+once per signal and replica, from the stored scores.
+
+A *replica* is (data seed, run seed): runs with ``--data-seed`` differ only
+by the split they drew, so runs differing only by data seed (and run seed)
+are one section, aggregated over data seeds x run seeds. Runs without a data
+seed have replicas (None, seed) and sections exactly as before; a section
+never mixes the two (the canonical split is not one of the data seeds' draws).
 """
 
 from __future__ import annotations
@@ -82,6 +88,38 @@ class Value:
         return cls(number, None) if math.isfinite(number) else cls(None, f"non-finite value {number}")
 
 
+#: (data seed or None, run seed): one training on one split
+Replica = tuple["int | None", int]
+
+
+def data_seed_of(run: StoredRun) -> int | None:
+    """The run's ``--data-seed`` (run.json ``dataset.data_seed``), None for a dataset's canonical split."""
+    value = (run.run.get("dataset") or {}).get("data_seed", run.run.get("data_seed"))
+    return None if value is None else int(value)
+
+
+def replica_of(run: StoredRun) -> Replica:
+    return (data_seed_of(run), int(run.run["seed"]))
+
+
+def replica_order(replica: Replica) -> tuple[int, int]:
+    """Sort key: data seed (none first), then run seed."""
+    return (-1 if replica[0] is None else replica[0], replica[1])
+
+
+def describe_replicas(replicas: "list[Replica] | tuple[Replica, ...]") -> str:
+    """``1, 2, 3`` (run seeds only), ``3 data seeds x 2 run seeds`` (a full grid), else each ``data/run`` pair."""
+    if not replicas:
+        return "none"
+    data = sorted({d for d, _ in replicas if d is not None})
+    seeds = sorted({s for _, s in replicas})
+    if not data:
+        return ", ".join(map(str, seeds))
+    if len(set(replicas)) == len(data) * len(seeds):
+        return f"{len(data)} data seed{'s' * (len(data) > 1)} x {len(seeds)} run seed{'s' * (len(seeds) > 1)}"
+    return ", ".join(f"data seed {d}/seed {s}" for d, s in sorted(set(replicas), key=replica_order))
+
+
 @dataclass
 class Row:
     """One detector configuration on one dataset, over seeds."""
@@ -97,18 +135,24 @@ class Row:
 
     @property
     def seeds(self) -> list[int]:
-        return sorted(int(r.run["seed"]) for r in self.ok)
+        """The run seeds of the successful runs (each once)."""
+        return sorted({int(r.run["seed"]) for r in self.ok})
 
-    def run_for(self, seed: int) -> StoredRun | None:
-        return next((r for r in self.ok if int(r.run["seed"]) == seed), None)
+    @property
+    def replicas(self) -> list[Replica]:
+        """(data seed, run seed) of every successful run, in order."""
+        return sorted((replica_of(r) for r in self.ok), key=replica_order)
 
-    def values(self, signal: str, key: str) -> list[tuple[int, Value]]:
-        """(seed, value) of a per-run metric over this row's successful runs."""
+    def run_for(self, replica: Replica) -> StoredRun | None:
+        return next((r for r in self.ok if replica_of(r) == replica), None)
+
+    def values(self, signal: str, key: str) -> list[tuple[Replica, Value]]:
+        """(replica, value) of a per-run metric over this row's successful runs."""
         out = []
-        for run in sorted(self.ok, key=lambda r: int(r.run["seed"])):
+        for run in sorted(self.ok, key=lambda r: replica_order(replica_of(r))):
             metrics = run.metrics().get(signal)
             if metrics is not None and key in metrics:
-                out.append((int(run.run["seed"]), Value.parse(metrics[key])))
+                out.append((replica_of(run), Value.parse(metrics[key])))
         return out
 
 
@@ -123,6 +167,11 @@ class Comparative:
     seed: int
     key: str
     value: Value
+    data_seed: int | None = None
+
+    @property
+    def replica(self) -> Replica:
+        return (self.data_seed, self.seed)
 
 
 @dataclass
@@ -147,17 +196,27 @@ class Section:
 
     @property
     def seeds(self) -> list[int]:
+        """Run seeds (each once)."""
         return sorted({s for row in self.rows for s in row.seeds})
+
+    @property
+    def data_seeds(self) -> list[int]:
+        """The ``--data-seed`` values of the section's runs; empty for a dataset's canonical split."""
+        return sorted({d for row in self.rows for d, _ in row.replicas if d is not None})
+
+    @property
+    def replicas(self) -> list[Replica]:
+        return sorted({r for row in self.rows for r in row.replicas}, key=replica_order)
 
     @property
     def hepad_versions(self) -> list[str]:
         return sorted({str(r.run.get("versions", {}).get("hepad-bench")) for row in self.rows for r in row.ok + row.failed})
 
-    def comparative_values(self, metric: str, signal: str, row: str, key: str) -> list[tuple[int, Value]]:
+    def comparative_values(self, metric: str, signal: str, row: str, key: str) -> list[tuple[Replica, Value]]:
         return sorted(
-            ((c.seed, c.value) for c in self.comparative
+            ((c.replica, c.value) for c in self.comparative
              if c.metric == metric and c.signal == signal and c.row == row and c.key == key),
-            key=lambda t: t[0],
+            key=lambda t: replica_order(t[0]),
         )
 
 
@@ -249,13 +308,12 @@ def collect_sections(results: Path, defaults: Defaults | None = None) -> list[Se
     runs = readable_runs(Path(results))
     if not runs:
         raise UserError(f"no runs found under {results}; run 'hepad-bench run --output {results}' first")
-    groups: dict[str, list[StoredRun]] = defaultdict(list)
-    for run in runs:
-        groups[stable_hash(run.run.get("dataset", {}))].append(run)
+    groups = _group_by_dataset(runs)
 
     sections = []
     for ident, members in groups.items():
-        data = members[0].run["dataset"]
+        data = dict(members[0].run["dataset"])
+        seeded = data.pop("data_seed", None) is not None
         rows: dict[tuple[str, str, str], Row] = {}
         for run in members:
             det = run.run.get("detector", {})
@@ -267,14 +325,16 @@ def collect_sections(results: Path, defaults: Defaults | None = None) -> list[Se
         _row_labels(row_list, defaults)
         row_list.sort(key=lambda r: r.label)
         for row in row_list:
-            row.ok.sort(key=lambda r: int(r.run["seed"]))
-            row.failed.sort(key=lambda r: int(r.run["seed"]))
+            row.ok.sort(key=lambda r: replica_order(replica_of(r)))
+            row.failed.sort(key=lambda r: replica_order(replica_of(r)))
         name = data["name"]
         signals = sorted({s for run in members for s in run.signals()})
         task = next((r.run.get("task") for r in members if r.run.get("task")), "unsupervised")
         meta = next((r.run.get("dataset_meta") for r in sorted(members, key=lambda r: str(r.folder))
                      if r.ok and r.run.get("dataset_meta")), {})
-        sections.append(Section(section_slug(data, defaults), name, str(data.get("version", "?")),
+        # a data-seeded section gets a folder of its own: the canonical split's folder keeps its name
+        slug = section_slug(data, defaults) + ("--data-seeds" if seeded else "")
+        sections.append(Section(slug, name, str(data.get("version", "?")),
                                 data.get("options", {}), data.get("max_events"), task, signals, row_list, meta=meta))
     by_slug: dict[str, list[Section]] = defaultdict(list)
     for section in sections:
@@ -291,6 +351,34 @@ def collect_sections(results: Path, defaults: Defaults | None = None) -> list[Se
                 stable_hash({"options": section.options, "max_events": section.max_events}, 8)
             section.slug = _slug(f"{section.slug}--{suffix}")
     return sorted(sections, key=lambda s: s.slug)
+
+
+def _group_by_dataset(runs: list[StoredRun]) -> dict[str, list[StoredRun]]:
+    """Runs by dataset identity; runs with a data seed by their identity without it (and without the fingerprint
+    of the split it drew), so that all data seeds of one dataset variant are one section.
+
+    Each data seed must have read one content fingerprint: where a data seed's runs read different data (other
+    ``--data-dir`` files), the group falls back to one section per data and data seed, with a warning.
+    """
+    groups: dict[str, list[StoredRun]] = defaultdict(list)
+    for run in runs:
+        ident = dict(run.run.get("dataset", {}))
+        if ident.get("data_seed") is not None:
+            ident = {k: v for k, v in ident.items() if k not in ("data_seed", "fingerprint")} | {"data_seeds": True}
+        groups[stable_hash(ident)].append(run)
+    out: dict[str, list[StoredRun]] = {}
+    for key, members in groups.items():
+        prints: dict[int | None, set] = defaultdict(set)
+        for run in members:
+            prints[data_seed_of(run)].add(run.run.get("dataset", {}).get("fingerprint"))
+        if all(len(p) == 1 for p in prints.values()):
+            out[key] = members
+            continue
+        _warn(f"runs of {members[0].run['dataset'].get('name')} with one data seed read different data "
+              "(other input files?): not aggregated over data seeds")
+        for run in members:
+            out.setdefault(stable_hash(run.run.get("dataset", {})), []).append(run)
+    return out
 
 
 def _version_key(version: str) -> tuple:
@@ -329,15 +417,16 @@ def evaluate_comparative(section: Section, metric_classes: list[type], cache: Sc
     """
     classes = sorted(metric_classes, key=lambda c: c.name)
     produced: set[str] = set()
-    steps, step = len(section.seeds) * len(section.signals), 0
-    for seed in section.seeds:
+    steps, step = len(section.replicas) * len(section.signals), 0
+    for data_seed, seed in section.replicas:  # detectors compared on the same split and seed
         for signal in section.signals:
             step += 1
             if progress is not None and classes:
-                progress(f"{section.slug}: comparative metrics, seed {seed}, {signal} ({step}/{steps})")
+                where = f"data seed {data_seed}, seed {seed}" if data_seed is not None else f"seed {seed}"
+                progress(f"{section.slug}: comparative metrics, {where}, {signal} ({step}/{steps})")
             runs: dict[str, list[ScoredSignal]] = {}
             for row in section.rows:
-                run = row.run_for(seed)
+                run = row.run_for((data_seed, seed))
                 scored = cache.scored(run, signal) if run is not None else None
                 if scored is not None and len(scored.background) and len(scored.signal_sample):
                     runs[row.label] = [scored]
@@ -358,7 +447,8 @@ def evaluate_comparative(section: Section, metric_classes: list[type], cache: Sc
                     for key, raw in sorted(values.items()):
                         produced.add(cls.name)
                         section.comparative.append(
-                            Comparative(cls.name, str(cls.version), str(row_label), signal, seed, str(key), Value.parse(raw))
+                            Comparative(cls.name, str(cls.version), str(row_label), signal, seed, str(key),
+                                        Value.parse(raw), data_seed)
                         )
         cache.clear()
     for cls in classes:

@@ -24,7 +24,7 @@ from typing import Any
 
 import polars as pl
 
-from hepad_bench.leaderboard.collect import Row, Section, Value
+from hepad_bench.leaderboard.collect import Row, Section, Value, describe_replicas
 
 Z_KEY, DCORR_SR, DCORR_SB = "sb_Z", "mass_dcorr_sr", "mass_dcorr_sb"
 #: A null control "discovers" something above this global significance.
@@ -82,7 +82,9 @@ def resonant_section_markdown(section: Section, runs_by_key: dict[str, Any]) -> 
     if section.task != "resonant" or not any(r.run.get("null_twin") for row in section.rows for r in row.ok):
         return None
     lines = [f"## Resonant search: {section.name} (version {section.version})", "",
-             f"*sideband-fit readout (`{Z_KEY}`), mean ± std over seeds {section.seeds}; null controls: the same "
+             f"*sideband-fit readout (`{Z_KEY}`), mean ± std over "
+             + (describe_replicas(section.replicas) if section.data_seeds else f"seeds {section.seeds}")
+             + "; null controls: the same "
              f"splits without injected signal; fake-discovery rate = seeds whose null `{Z_KEY}` > {FAKE_THRESHOLD:g} "
              "(68 % Clopper-Pearson interval); dcorr on the null controls' background*", "",
              "| detector | signal | Z global (with signal) | fake-discovery rate | max null Z | dcorr SR | dcorr SB |",

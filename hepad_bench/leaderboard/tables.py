@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from hepad_bench.leaderboard.collect import Row, Section, Value
+from hepad_bench.leaderboard.collect import Replica, Row, Section, Value, describe_replicas
 
-#: Working points of the per-run efficiency metric, smallest background efficiency first.
+#: The efficiency metric's default working points, smallest background efficiency first (a dataset may
+#: name others: ``Dataset.working_points``; the tables use whatever ``eff@<number>`` keys the runs hold).
 EFF_KEYS = ("eff@1e-5", "eff@1e-4", "eff@1e-3", "eff@1e-2")
 MU_LIMIT, MU_KEY = "mu_limit", "mu_up_over_dnn"
 CORRELATION = "score_correlation"
@@ -217,14 +218,33 @@ def _mark_best(rows: list[list[Cell]], col: int, higher_is_better: bool) -> None
         rows[i][col].bold = True
 
 
+def seeds_text(section: Section) -> str:
+    """``seeds 1, 2, 3``; with data seeds ``3 data seeds x 2 run seeds (data seeds 1, 2, 3; run seeds 1, 2)``."""
+    if not section.data_seeds:
+        return f"seeds {', '.join(map(str, section.seeds)) or 'none'}"
+    return (f"{describe_replicas(section.replicas)} (data seeds {', '.join(map(str, section.data_seeds))}; "
+            f"run seeds {', '.join(map(str, section.seeds))})")
+
+
 def provenance(section: Section, extra: str = "") -> str:
     options = json.dumps(section.options, sort_keys=True) if section.options else "defaults"
     cap = section.max_events if section.max_events is not None else "none"
-    seeds = ", ".join(map(str, section.seeds)) or "none"
     versions = ", ".join(section.hepad_versions)
     text = (f"Dataset {section.name} version {section.version} (options: {options}; max events: {cap}); "
-            f"seeds {seeds}; hepad-bench {versions}; detector versions in the table")
+            f"{seeds_text(section)}; hepad-bench {versions}; detector versions in the table")
     return text + (f"; {extra}" if extra else "") + "."
+
+
+def efficiency_keys(section: Section, signal: str) -> list[str]:
+    """The ``eff@<background efficiency>`` keys the runs hold for ``signal``, smallest efficiency first."""
+    found = set()
+    for row in section.rows:
+        for run in row.ok:
+            for key in (run.metrics().get(signal) or {}):
+                label = key.split("@", 1)[1] if key.startswith("eff@") else ""
+                if label and "_" not in label and _is_number(label):
+                    found.add(key)
+    return sorted(found, key=lambda k: float(k.split("@", 1)[1]))
 
 
 def working_point(section: Section, signal: str) -> str | None:
@@ -232,12 +252,13 @@ def working_point(section: Section, signal: str) -> str | None:
     def values(key: str) -> list[Value]:
         return [v for row in section.rows for _, v in row.values(signal, key)]
 
+    keys = efficiency_keys(section, signal)
     runs = sum(1 for row in section.rows for r in row.ok if signal in r.signals())
-    for key in EFF_KEYS:
+    for key in keys:
         found = [v for v in values(key) if v.value is not None]
         if runs and len(found) == runs:
             return key
-    for key in EFF_KEYS:
+    for key in keys:
         if any(v.value is not None for v in values(key)):
             return key
     return None
@@ -254,21 +275,22 @@ def row_stat(row: Row, signal: str, key: str) -> Stat | None:
     return Stat.of_entries(entries, bounds)
 
 
-def reference_seeds(section: Section) -> tuple[int, ...]:
-    """The seed set most rows share (ties: the larger set, then the smaller seeds)."""
-    counts: dict[tuple[int, ...], int] = {}
+def reference_seeds(section: Section) -> tuple[Replica, ...]:
+    """The (data seed, run seed) set most rows share (ties: the larger set, then the smaller seeds)."""
+    counts: dict[tuple[Replica, ...], int] = {}
     for row in section.rows:
-        if row.seeds:
-            counts[tuple(row.seeds)] = counts.get(tuple(row.seeds), 0) + 1
+        if row.replicas:
+            counts[tuple(row.replicas)] = counts.get(tuple(row.replicas), 0) + 1
     if not counts:
         return ()
-    return min(counts, key=lambda s: (-counts[s], -len(s), s))
+    return min(counts, key=lambda s: (-counts[s], -len(s), [(-1 if d is None else d, x) for d, x in s]))
 
 
-def seed_cell(row: Row, reference: tuple[int, ...]) -> Cell:
-    seeds = row.seeds
-    text = f"{len(seeds)} ({', '.join(map(str, seeds))})" if seeds else "0 (all failed)"
-    if seeds and tuple(seeds) != reference:
+def seed_cell(row: Row, reference: tuple[Replica, ...]) -> Cell:
+    """``5 (1, 2, 3, 4, 5)``; with data seeds ``6 (3 data seeds x 2 run seeds)``."""
+    replicas = row.replicas
+    text = f"{len(replicas)} ({describe_replicas(replicas)})" if replicas else "0 (all failed)"
+    if replicas and tuple(replicas) != reference:
         text += f" {SEEDS_MARK}"
     return Cell(text)
 
@@ -297,15 +319,28 @@ def _cost_cell(values: list[float], integer: bool) -> Cell:
     return Cell(fmt_interval(stat.median, stat.lo, stat.hi), stat=stat)
 
 
-def explanation_notes(section: Section, reference: tuple[int, ...], what: str) -> list[str]:
+def _cell_legend(section: Section, what: str) -> str:
+    """The first legend sentence: over what the median and band are taken (run seeds, or data seeds x run seeds)."""
+    if section.data_seeds:
+        return (f"Each cell: {what}, median over {describe_replicas(section.replicas)} (every run seed on every data "
+                "seed's split) [68 % interval]. The interval adds in quadrature the spread of all these runs (16th to "
+                "84th percentile) and the median per-run statistical interval at 68.27 % CL (Clopper-Pearson on "
+                "effective event counts for efficiencies, DeLong for the AUC, both efficiencies' intervals for the "
+                "SIC). Each data seed draws its own train/test split, so the spread already holds the test sample's "
+                "fluctuation and adding the per-run interval is conservative. Digits: two significant digits of the "
+                "interval. Mean ± std per column is in the CSV.")
+    return (f"Each cell: {what}, median over seeds [68 % interval]. The interval adds in quadrature the spread of the "
+            "seeds (16th to 84th percentile) and the median per-run statistical interval at 68.27 % CL (Clopper-Pearson "
+            "on effective event counts for efficiencies, DeLong for the AUC, both efficiencies' intervals for the SIC); "
+            "with one seed it is the run's own interval. Every seed is scored on the same test events, so more seeds do "
+            "not shrink the statistical part. Digits: two significant digits of the interval. Mean ± std per column is in "
+            "the CSV.")
+
+
+def explanation_notes(section: Section, reference: tuple[Replica, ...], what: str) -> list[str]:
     """The legend under a table: what a cell holds, when it is bold, what the marks mean."""
     notes = [
-        f"Each cell: {what}, median over seeds [68 % interval]. The interval adds in quadrature the spread of the "
-        "seeds (16th to 84th percentile) and the median per-run statistical interval at 68.27 % CL (Clopper-Pearson "
-        "on effective event counts for efficiencies, DeLong for the AUC, both efficiencies' intervals for the SIC); "
-        "with one seed it is the run's own interval. Every seed is scored on the same test events, so more seeds do "
-        "not shrink the statistical part. Digits: two significant digits of the interval. Mean ± std per column is in "
-        "the CSV.",
+        _cell_legend(section, what),
         "Bold: the best median whose interval does not overlap the runner-up's; no bold where the best is not better "
         f"beyond the uncertainties. {LIMITED_MARK}: statistically limited (fewer than {LIMITED_SIGNAL_EVENTS} signal "
         f"events pass, or fewer than {LIMITED_BACKGROUND_EVENTS} background events lie inside the working point). "
@@ -314,9 +349,9 @@ def explanation_notes(section: Section, reference: tuple[int, ...], what: str) -
         "(speed-only settings such as threads left out); the full configuration is in leaderboard.csv "
         "and each run's run.json.",
     ]
-    odd = [row.label for row in section.rows if row.seeds and tuple(row.seeds) != reference]
+    odd = [row.label for row in section.rows if row.replicas and tuple(row.replicas) != reference]
     if odd:
-        notes.append(f"{SEEDS_MARK}: these rows come from other seeds than the rest ({', '.join(map(str, reference))}): "
+        notes.append(f"{SEEDS_MARK}: these rows come from other seeds than the rest ({describe_replicas(reference)}): "
                      f"{'; '.join(odd)}. Compare them with care.")
     return notes
 
@@ -341,15 +376,20 @@ def main_table(section: Section) -> Table:
         if section.task == "resonant" and any(v.value is not None for row in section.rows for _, v in row.values(signal, SIC)):
             columns.append(f"{signal}: max SIC")
             metrics.append((signal, SIC))
+    # task-aware: a column no run has a value for (AUC of a signal nobody could score, ...) is left out and named
+    empty = [(signal, key) for signal, key in metrics if all(row_stat(row, signal, key) is None for row in section.rows)]
+    dropped = [columns[first_metric + metrics.index(m)] for m in empty]
+    columns = columns[:first_metric] + [c for c, m in zip(columns[first_metric:], metrics) if m not in empty]
+    metrics = [m for m in metrics if m not in empty]
 
     rows: list[list[Cell]] = []
     records: list[dict] = []
     for row in section.rows:
-        seeds = row.seeds
+        seeds = row.replicas
         cells = [Cell(row.label), Cell(row.version), Cell(row.kind), seed_cell(row, reference)]
         record: dict = {"detector": row.detector, "config_hash": row.config_hash, "label": row.label,
                         "config": json.dumps(row.config, sort_keys=True),
-                        "version": row.version, "kind": row.kind, "seeds": " ".join(map(str, seeds))}
+                        "version": row.version, "kind": row.kind, "seeds": _seeds_field(seeds)}
         for key, _, integer in costs:
             values = _cost_values(row, key)
             cells.append(_cost_cell(values, integer))
@@ -366,7 +406,11 @@ def main_table(section: Section) -> Table:
     notes = explanation_notes(section, reference, "signal efficiency, AUC" + (" or max SIC" if section.task == "resonant" else ""))
     for signal in section.signals:
         if points[signal] is None:
-            notes.append(f"{signal}: no signal efficiency at any background efficiency ({', '.join(EFF_KEYS)}) is available.")
+            tried = efficiency_keys(section, signal)
+            where = f" ({', '.join(tried)})" if tried else ""
+            notes.append(f"{signal}: no signal efficiency at any background efficiency{where} is available.")
+    if dropped:
+        notes.append(f"Not shown (no value in any run): {'; '.join(dropped)}.")
     if costs:
         notes.append("Cost: trainable parameters, multiply-accumulates per event and scoring latency per event "
                      "(median over seeds [68 % band]), as each run measured them.")
@@ -375,7 +419,8 @@ def main_table(section: Section) -> Table:
         notes.append("Failed runs:")
         for row, run in failed:
             error = str(run.run.get("error") or "unknown error").strip().splitlines()[0]
-            notes.append(f"- {row.label} seed {run.run.get('seed')}: {error}")
+            data = f"data seed {run.run['dataset']['data_seed']}, " if run.run.get("dataset", {}).get("data_seed") is not None else ""
+            notes.append(f"- {row.label} {data}seed {run.run.get('seed')}: {error}")
 
     schema: dict[str, pl.DataType] = {k: pl.String for k in ("detector", "config_hash", "label", "config", "version",
                                                              "kind", "seeds")}
@@ -384,6 +429,11 @@ def main_table(section: Section) -> Table:
         schema |= stat_schema(f"{signal}:{key}")
     csv = pl.DataFrame(records, schema=schema) if records else pl.DataFrame(schema=schema)
     return Table(f"{section.name}: leaderboard", columns, rows, provenance(section), notes, csv)
+
+
+def _seeds_field(replicas: list[Replica]) -> str:
+    """The CSV's seeds: ``1 2 3``, or ``data/run`` pairs (``1/1 1/2 2/1``) for data-seeded runs."""
+    return " ".join(str(s) if d is None else f"{d}/{s}" for d, s in replicas)
 
 
 def _background_interval(section: Section, signal: str, key: str) -> str:
@@ -425,17 +475,28 @@ def rate_table(section: Section) -> Table | None:
     if rate is None or not keys:
         return None
     reference = reference_seeds(section)
-    columns = ["detector", "seeds"] + [f"{s}: eff_S at {k.split('@', 1)[1]}" for s in section.signals for k in keys]
+
+    def header(signal: str, key: str) -> str:
+        return f"{signal}: eff_S at {key.split('@', 1)[1]}"
+
+    # task-aware: a working point no run reached (50/day on a small sample) is left out, with the reason
+    pairs = [(s, k) for s in section.signals for k in keys]
+    empty = [(s, k) for s, k in pairs if all(row_stat(row, s, k) is None for row in section.rows)]
+    pairs = [p for p in pairs if p not in empty]
+    if not pairs:
+        return None
+    dropped_reasons = sorted({v.unavailable for s, k in empty for row in section.rows
+                              for _, v in row.values(s, k) if v.unavailable})
+    columns = ["detector", "seeds"] + [header(s, k) for s, k in pairs]
     rows, records, reasons = [], [], set()
     for row in section.rows:
         cells = [Cell(row.label), seed_cell(row, reference)]
         record: dict = {"label": row.label}
-        for signal in section.signals:
-            for key in keys:
-                stat = row_stat(row, signal, key)
-                cells.append(Cell(fmt_stat(stat, len(row.seeds), " (no interval)"), stat=stat))
-                record |= stat.record(f"{signal}:{key}") if stat else empty_record(f"{signal}:{key}")
-                reasons |= {v.unavailable for _, v in row.values(signal, key) if v.unavailable}
+        for signal, key in pairs:
+            stat = row_stat(row, signal, key)
+            cells.append(Cell(fmt_stat(stat, len(row.replicas), " (no interval)"), stat=stat))
+            record |= stat.record(f"{signal}:{key}") if stat else empty_record(f"{signal}:{key}")
+            reasons |= {v.unavailable for _, v in row.values(signal, key) if v.unavailable}
         rows.append(cells)
         records.append(record)
     for col in range(2, len(columns)):
@@ -449,10 +510,12 @@ def rate_table(section: Section) -> Table | None:
              *explanation_notes(section, reference, "signal efficiency")[:2]]
     if reasons:
         notes.append("n/a because: " + "; ".join(sorted(reasons)) + ".")
+    if empty:
+        notes.append(f"Not shown (no value in any run): {', '.join(header(s, k) for s, k in empty)}"
+                     + (f"; because: {'; '.join(dropped_reasons)}" if dropped_reasons else "") + ".")
     schema: dict[str, pl.DataType] = {"label": pl.String}
-    for signal in section.signals:
-        for key in keys:
-            schema |= stat_schema(f"{signal}:{key}")
+    for signal, key in pairs:
+        schema |= stat_schema(f"{signal}:{key}")
     csv = pl.DataFrame(records, schema=schema) if records else pl.DataFrame(schema=schema)
     return Table(f"{section.name}: signal efficiency at a fixed background rate", columns, rows, provenance(section),
                  notes, csv)
@@ -501,27 +564,45 @@ def _normalisation_heading(section: Section) -> tuple[str, str]:
     return "", ""
 
 
-def mu_table(section: Section, installed: dict[str, str]) -> Table:
-    """Upper limit on the signal strength, normalised to the supervised DNN (lower is better), and absolute where physical."""
+def _is_reference(entries: list[Entry]) -> bool:
+    """The DNN's own ratio: 1 by definition with no interval (not a competitor's value)."""
+    return bool(entries) and all(e.value == 1.0 and e.lo is None for e in entries)
+
+
+def mu_table(section: Section, installed: dict[str, str]) -> Table | None:
+    """Upper limit on the signal strength, normalised to the supervised DNN (lower is better), and absolute where physical.
+
+    None where no detector has a limit (no supervised reference, metric not installed, a generic dataset):
+    see :func:`mu_absent_reason`. Columns without a value in any row are left out.
+    """
     suffix, norm_note = _normalisation_heading(section)
     physical = "physical" in suffix and "no physical" not in suffix
-    columns = ["detector", "seeds"] + [f"{s}: mu_up / DNN" for s in section.signals]
-    if physical:
-        columns += [f"{s}: mu_up" for s in section.signals]
+    keys = [(MU_KEY, s) for s in section.signals] + ([("mu_up", s) for s in section.signals] if physical else [])
+
+    def has_value(key: str, signal: str) -> bool:
+        for row in section.rows:
+            entries = comparative_entries(section, MU_LIMIT, signal, row.label, key)
+            if entries and not (key == MU_KEY and _is_reference(entries)):
+                return True
+        return False
+
+    keys = [(k, s) for k, s in keys if has_value(k, s)]  # task-aware: no all-n/a column, no all-n/a table
+    if not keys:
+        return None
+    columns = ["detector", "seeds"] + [f"{s}: mu_up / DNN" if k == MU_KEY else f"{s}: mu_up" for k, s in keys]
     reference = reference_seeds(section)
     rows: list[list[Cell]] = []
     records: list[dict] = []
-    keys = [(MU_KEY, s) for s in section.signals] + ([("mu_up", s) for s in section.signals] if physical else [])
     for row in section.rows:
         cells = [Cell(row.label), seed_cell(row, reference)]
         record: dict = {"detector": row.label}
         for key, signal in keys:
             entries = comparative_entries(section, MU_LIMIT, signal, row.label, key)
             stat = Stat.of_entries(entries, (0.0, np.inf))
-            if key == MU_KEY and entries and all(e.value == 1.0 and e.lo is None for e in entries):
+            if key == MU_KEY and _is_reference(entries):
                 cells.append(Cell("1 (reference)"))  # the DNN itself: 1 by definition, not a competitor
             else:
-                cells.append(Cell(fmt_stat(stat, len(row.seeds)), stat=stat))
+                cells.append(Cell(fmt_stat(stat, len(row.replicas)), stat=stat))
             prefix = f"{signal}" if key == MU_KEY else f"{signal}:mu_up"
             record |= stat.record(prefix) if stat else empty_record(prefix)
         rows.append(cells)
@@ -530,24 +611,39 @@ def mu_table(section: Section, installed: dict[str, str]) -> Table:
         _mark_best(rows, col, higher_is_better=False)
     extra = f"metric {MU_LIMIT} version {installed[MU_LIMIT]}" if MU_LIMIT in installed else f"metric {MU_LIMIT} not installed"
     notes = [n for n in [norm_note] if n]
-    notes.append("mu_up / mu_up(supervised DNN): each seed's expected limit over the same seed's DNN limit; the cell is "
-                 "the median of these per-seed ratios [68 % interval: the seed band and the median per-seed "
-                 "template-statistics interval (the finite test samples filling the histograms) in quadrature]. "
-                 "Lower is better; bold only where the best interval clears the runner-up's.")
+    ratios = any(k == MU_KEY for k, _ in keys)
+    if ratios:
+        notes.append("mu_up / mu_up(supervised DNN): each seed's expected limit over the same seed's DNN limit; the cell "
+                     "is the median of these per-seed ratios [68 % interval: the seed band and the median per-seed "
+                     "template-statistics interval (the finite test samples filling the histograms) in quadrature]. "
+                     "Lower is better; bold only where the best interval clears the runner-up's.")
     if MU_LIMIT not in installed:
         notes.append(f"n/a everywhere: the comparative metric '{MU_LIMIT}' is not installed.")
     elif MU_LIMIT in section.comparative_notes:
         notes.append(f"n/a: {section.comparative_notes[MU_LIMIT]}")
     reasons = sorted({c.value.unavailable for c in section.comparative
                       if c.metric == MU_LIMIT and c.key == MU_KEY and c.value.unavailable})
-    if reasons:
+    if reasons and ratios:
         notes.append(f"n/a where {MU_LIMIT} gave no value: {'; '.join(reasons)}.")
+    elif reasons:  # task-aware: the ratio columns are left out; say why
+        notes.append(f"No mu_up / DNN columns: {'; '.join(reasons)}.")
     schema: dict[str, pl.DataType] = {"detector": pl.String}
     for key, signal in keys:
         schema |= stat_schema(f"{signal}" if key == MU_KEY else f"{signal}:mu_up")
     csv = pl.DataFrame(records, schema=schema) if records else pl.DataFrame(schema=schema)
-    return Table(f"{section.name}: upper limit on mu relative to the supervised DNN{suffix}", columns, rows,
-                 provenance(section, extra), notes, csv)
+    title = "upper limit on mu relative to the supervised DNN" if ratios else "upper limit on mu"
+    return Table(f"{section.name}: {title}{suffix}", columns, rows, provenance(section, extra), notes, csv)
+
+
+def mu_absent_reason(section: Section, installed: dict[str, str]) -> str:
+    """Why a section has no mu-limit table (one sentence)."""
+    if MU_LIMIT not in installed:
+        return f"the comparative metric '{MU_LIMIT}' is not installed"
+    if MU_LIMIT in section.comparative_notes:
+        return section.comparative_notes[MU_LIMIT]
+    reasons = sorted({c.value.unavailable for c in section.comparative
+                      if c.metric == MU_LIMIT and c.key == MU_KEY and c.value.unavailable})
+    return "; ".join(reasons) if reasons else f"{MU_LIMIT} gave no limit for any detector"
 
 
 def correlation_matrix(section: Section, signal: str) -> tuple[list[str], np.ndarray] | None:
@@ -591,14 +687,22 @@ def to_markdown(table: Table, level: int = 3) -> str:
 
 
 def long_numbers(section: Section) -> pl.DataFrame:
-    """Every number of a section in long format, one row per (run, signal, metric), sorted."""
+    """Every number of a section in long format, one row per (run, signal, metric), sorted.
+
+    Sections with data seeds add a ``data_seed`` column.
+    """
+    seeded = bool(section.data_seeds)
+
+    def data_seed(run) -> dict:  # noqa: ANN001
+        return {"data_seed": run.run["dataset"]["data_seed"]} if seeded else {}
+
     records = []
     for row in section.rows:
         base = {"dataset": section.name, "dataset_version": section.version, "detector": row.detector,
                 "detector_version": row.version, "config_hash": row.config_hash, "row": row.label}
         for run in row.ok:
             seed = int(run.run["seed"])
-            common = base | {"seed": seed, "run_key": str(run.run.get("key", run.folder.name))}
+            common = base | {"seed": seed, "run_key": str(run.run.get("key", run.folder.name))} | data_seed(run)
             for signal, values in sorted(run.metrics().items()):
                 for key, raw in sorted(values.items()):
                     v = Value.parse(raw)
@@ -618,11 +722,12 @@ def long_numbers(section: Section) -> pl.DataFrame:
         for run in row.failed:
             records.append(base | {"seed": int(run.run["seed"]), "run_key": str(run.run.get("key", run.folder.name)),
                                    "signal": "", "metric": "status", "value": None,
-                                   "unavailable": f"run failed: {run.run.get('error')}", "source": "run"})
+                                   "unavailable": f"run failed: {run.run.get('error')}", "source": "run"}
+                           | data_seed(run))
     by_label = {row.label: row for row in section.rows}
     for c in section.comparative:
         row = by_label.get(c.row)
-        run = row.run_for(c.seed) if row is not None else None
+        run = row.run_for(c.replica) if row is not None else None
         records.append({
             "dataset": section.name, "dataset_version": section.version,
             "detector": row.detector if row else c.row, "detector_version": row.version if row else "",
@@ -630,9 +735,13 @@ def long_numbers(section: Section) -> pl.DataFrame:
             "run_key": str(run.run.get("key", run.folder.name)) if run else "",
             "signal": c.signal, "metric": f"{c.metric}:{c.key}", "value": c.value.value,
             "unavailable": c.value.unavailable, "source": f"{c.metric} {c.metric_version}",
-        })
+        } | ({"data_seed": c.data_seed} if seeded else {}))
     schema = {"dataset": pl.String, "dataset_version": pl.String, "detector": pl.String, "detector_version": pl.String,
               "config_hash": pl.String, "row": pl.String, "seed": pl.Int64, "run_key": pl.String, "signal": pl.String,
               "metric": pl.String, "value": pl.Float64, "unavailable": pl.String, "source": pl.String}
+    order = ["detector", "detector_version", "config_hash", "seed", "signal", "metric", "source"]
+    if seeded:  # the column exists only where runs have data seeds, so other sections' files are unchanged
+        schema["data_seed"] = pl.Int64
+        order.insert(3, "data_seed")
     frame = pl.DataFrame(records, schema=schema) if records else pl.DataFrame(schema=schema)
-    return frame.sort(["detector", "detector_version", "config_hash", "seed", "signal", "metric", "source"])
+    return frame.sort(order)

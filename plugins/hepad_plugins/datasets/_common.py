@@ -129,18 +129,28 @@ def cached_raw_table(dataset: str, path: Path, converter_version: str,
 
 
 # -- splits ------------------------------------------------------------------
-def split_rows(n: int, fractions: Sequence[float], seed: int, stream: str) -> list[np.ndarray]:
+def split_rows(n: int, fractions: Sequence[float], seed: int, stream: str,
+               data_seed: int | None = None) -> list[np.ndarray]:
     """Partition ``range(n)`` at random into len(fractions)+1 disjoint parts.
 
     Part i gets ``floor(fraction_i * n)`` rows, the last part the rest. Rows
     stay in random order (so ``head(k)`` of a part is a random subsample even
-    when the file is ordered by process). Deterministic for (seed, stream) and
-    independent of any run seed; ``stream`` separates files of one dataset.
+    when the file is ordered by process). Deterministic for (seed, stream,
+    data_seed) and independent of any run seed; ``stream`` separates files of
+    one dataset. ``data_seed`` (``--data-seed``, ``Dataset.data_seed``) draws
+    another partition; None gives the dataset's canonical one, unchanged.
     """
     if any(f < 0 for f in fractions) or sum(fractions) > 1 + 1e-12:
         raise UserError(f"split fractions {list(fractions)} must be >= 0 and sum to at most 1")
     stream_id = int(hashlib.sha256(stream.encode()).hexdigest()[:8], 16)
-    order = np.random.default_rng([seed, stream_id]).permutation(n)
+    entropy = [seed, stream_id]
+    if data_seed is not None:
+        if data_seed < 0:
+            raise UserError(f"data seed {data_seed} must be >= 0")
+        # the marker 1 keeps every data seed apart from the canonical split (SeedSequence pads short
+        # entropy with zeros, so [seed, stream_id, 0] alone could equal [seed, stream_id])
+        entropy += [1, data_seed]
+    order = np.random.default_rng(entropy).permutation(n)
     bounds = np.cumsum([int(np.floor(f * n)) for f in fractions])
     return np.split(order, bounds)
 
@@ -216,7 +226,7 @@ def load_benchmark(name: str, version: str, options: Any, inputs: dict[str, Path
                    read_raw: Callable[[Path], tuple[pl.DataFrame, dict[str, Any]]],
                    assemble: Callable[[dict[str, pl.DataFrame], dict[str, dict[str, Any]]], Any],
                    identity: Callable[[Path], dict[str, Any]] = file_identity,
-                   reader_version: str = "1") -> Any:
+                   reader_version: str = "1", data_seed: int | None = None) -> Any:
     """The cached :class:`Benchmark` of ``inputs`` (role -> file) under ``options``.
 
     The cache key holds the options, the reader version and each input's
@@ -224,6 +234,9 @@ def load_benchmark(name: str, version: str, options: Any, inputs: dict[str, Path
     reads Parquet only and never opens the inputs. On a miss, each input is
     read with ``read_raw`` (which may itself cache raw tables) and the
     benchmark is put together by ``assemble(raw_tables, input_facts)``.
+    ``data_seed`` (the dataset's ``--data-seed``, which ``assemble`` must
+    split with) joins the key when given, so each data seed is cached apart
+    and the canonical split keeps its key.
     """
     from hepad_bench.cache import cached_benchmark
     from hepad_bench.params import as_dict
@@ -232,6 +245,8 @@ def load_benchmark(name: str, version: str, options: Any, inputs: dict[str, Path
         "options": as_dict(options), "reader": reader_version,
         "inputs": {role: identity(path) for role, path in sorted(inputs.items())},
     }
+    if data_seed is not None:
+        key["data_seed"] = data_seed
 
     def build() -> Any:
         tables, facts = {}, {}

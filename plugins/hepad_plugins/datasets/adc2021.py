@@ -180,12 +180,13 @@ class UnsupervisedOptions:
 
 def assemble_unsupervised(name: str, version: str, options: UnsupervisedOptions, raw: dict[str, pl.DataFrame],
                           facts: dict[str, dict[str, Any]], meta: dict[str, Any], features: list[str] | None = None,
-                          log_features: list[str] | None = None) -> Benchmark:
+                          log_features: list[str] | None = None, data_seed: int | None = None) -> Benchmark:
     """Split, preprocess and label raw ADC2021-schema tables (roles ``background`` and ``signal/<name>``).
 
     Shared by adc2021 and the embedded l1-pythia sample: one path for public and generated data.
     ``features`` / ``log_features`` (default: the 57 ADC2021 columns, log1p on the pT ones) let another
     view of the same events (lx-hlt-pythia) use the same splits and preprocessing.
+    ``data_seed`` (``--data-seed``) draws every split from it; None: the canonical split of ``options.seed``.
     """
     feature_list = list(FEATURES if features is None else features)
     log_list = list(PT_FEATURES if log_features is None else log_features)
@@ -195,7 +196,7 @@ def assemble_unsupervised(name: str, version: str, options: UnsupervisedOptions,
 
     background = raw["background"].select(columns(raw["background"]))
     bg_rows = split_rows(background.height, [options.train_fraction, options.validation_fraction],
-                         options.seed, "background")
+                         options.seed, "background", data_seed)
     train_raw = take(background, bg_rows[0])
     prep = Standardiser.fit(train_raw, feature_list, log_list) if options.preprocessing == "log-standard" else None
     apply: Callable[[pl.DataFrame], pl.DataFrame] = prep.transform if prep else (lambda t: t)
@@ -210,7 +211,8 @@ def assemble_unsupervised(name: str, version: str, options: UnsupervisedOptions,
     for role in sorted(r for r in raw if r.startswith("signal/")):
         sig = role.split("/", 1)[1]
         table = raw[role].select(columns(raw[role]))
-        tr_rows, te_rows = split_rows(table.height, [options.signal_train_fraction], options.seed, role)
+        tr_rows, te_rows = split_rows(table.height, [options.signal_train_fraction], options.seed, role,
+                                    data_seed)
         signal_train[sig], signals[sig] = part(table, tr_rows, sig), part(table, te_rows, sig)
     sizes = {"train": train.height, "validation": validation.height, "test": test.height}
     sizes |= {f"signal/{k}": v.height for k, v in signals.items()}
@@ -218,7 +220,7 @@ def assemble_unsupervised(name: str, version: str, options: UnsupervisedOptions,
     meta = meta | {
         "options": as_dict(options), "inputs": facts, "split_sizes": sizes,
         "preprocessing": prep.to_meta() if prep else "none",
-    }
+    } | ({"data_seed": data_seed} if data_seed is not None else {})
     return Benchmark(
         dataset=name, version=version, task="unsupervised", features=feature_list, train=train,
         validation=validation, test=test, signals=signals, signal_train=signal_train, meta=meta,
@@ -234,6 +236,7 @@ class ADC2021(Dataset):
     task = "unsupervised"
     card = read_card("adc2021")
     Options = UnsupervisedOptions
+    uses_data_seed = True  # --data-seed draws the background and signal splits (ADBench-style repeated splits)
 
     @staticmethod
     def files() -> dict[str, tuple[str, str]]:
@@ -286,10 +289,11 @@ class ADC2021(Dataset):
             meta = {"source": "ADC2021 public files (Zenodo)",
                     "missing_signals": sorted(set(SIGNALS) - {r.split("/", 1)[1] for r in raw if "/" in r}),
                     "empty_signals": empty}
-            return assemble_unsupervised(self.name, self.version, self.options, raw, facts, meta)
+            return assemble_unsupervised(self.name, self.version, self.options, raw, facts, meta,
+                                         data_seed=self.data_seed)
 
         bench = load_benchmark(self.name, self.version, self.options, inputs, read_raw, assemble,
-                               reader_version=READER_VERSION)
+                               reader_version=READER_VERSION, data_seed=self.data_seed)
         bench.meta |= adc2021_rate()  # published background rate; added after the cache (data unchanged)
         for sig in bench.meta.get("empty_signals", []):  # on every load, cached or not, like a missing file
             warn(progress, f"ADC2021 signal file {inputs[f'signal/{sig}']} holds no events; signal {sig} skipped")

@@ -104,6 +104,7 @@ class L1Pythia(Dataset):
     task = "unsupervised"
     card = read_card("l1-pythia")
     Options = adc2021.UnsupervisedOptions
+    uses_data_seed = True  # --data-seed draws the splits (adc2021.assemble_unsupervised)
 
     def load(self, data_dir: Path | None, progress: Progress) -> Benchmark:
         folder = dataset_folder(self.name)
@@ -123,10 +124,11 @@ class L1Pythia(Dataset):
                     "provenance": provenance(self.name),
                     "weights": "background: per-process sigma x efficiency weights normalised to mean 1"
                     if WEIGHT in raw["background"].columns else "1"}
-            return adc2021.assemble_unsupervised(self.name, self.version, self.options, raw, facts, meta)
+            return adc2021.assemble_unsupervised(self.name, self.version, self.options, raw, facts, meta,
+                                                 data_seed=self.data_seed)
 
         bench = load_benchmark(self.name, self.version, self.options, inputs, read_raw, assemble,
-                               identity=content_identity, reader_version="embedded-1")
+                               identity=content_identity, reader_version="embedded-1", data_seed=self.data_seed)
         # physical yields and rate from the generator's cross sections (added after the cache: data unchanged)
         bench.meta |= l1_generated_yields(folder / PROVENANCE)
         return bench
@@ -159,10 +161,11 @@ class DijetPythia(lhco2020.ResonantDataset):
         def assemble(raw: dict[str, pl.DataFrame], facts: dict[str, dict[str, Any]]) -> Benchmark:
             meta = {"source": "generated with Pythia 8 + FastJet (hepad-bench generate dijet); not the LHCO data",
                     "provenance": provenance(self.name)}
-            return lhco2020.assemble_resonant(self.name, self.version, self.options, raw["events"], facts, meta, progress)
+            return lhco2020.assemble_resonant(self.name, self.version, self.options, raw["events"], facts, meta, progress,
+                                              data_seed=self.data_seed)
 
         return load_benchmark(self.name, self.version, self.options, {"events": path}, read_raw, assemble,
-                              identity=content_identity, reader_version="embedded-1")
+                              identity=content_identity, reader_version="embedded-1", data_seed=self.data_seed)
 
     def _load_ganae(self, progress: Progress) -> Benchmark:
         from hepad_plugins.datasets.lhco_raw import CATHODE4
@@ -188,10 +191,10 @@ class DijetPythia(lhco2020.ResonantDataset):
                               "from the two jets' constituents; not the LHCO data",
                     "provenance": provenance(self.name)}
             return lhco2020.assemble_feature_set(self.name, self.version, self.options, raw["events"], facts, meta,
-                                                 progress)
+                                                 progress, data_seed=self.data_seed)
 
         return load_benchmark(self.name, self.version, self.options, {"events": path}, read_raw, assemble,
-                              identity=content_identity, reader_version="embedded-1")
+                              identity=content_identity, reader_version="embedded-1", data_seed=self.data_seed)
 
 
 @hookimpl

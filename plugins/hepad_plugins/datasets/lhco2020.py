@@ -330,23 +330,26 @@ def check_regions(name: str, o: ResonantOptions, mjj: np.ndarray) -> dict[str, A
     }
 
 
-def _shuffled(table: pl.DataFrame, seed: int, stream: str) -> pl.DataFrame:
+def _shuffled(table: pl.DataFrame, seed: int, stream: str, data_seed: int | None = None) -> pl.DataFrame:
     """Mix injected signal among the background so that ``head(k)`` keeps the S/B."""
-    (order,) = split_rows(table.height, [], seed, stream)
+    (order,) = split_rows(table.height, [], seed, stream, data_seed)
     return take(table, order)
 
 
 def assemble_resonant(name: str, version: str, options: ResonantOptions, events: pl.DataFrame,
-                      facts: dict[str, dict[str, Any]], meta: dict[str, Any], progress: Progress) -> Benchmark:
+                      facts: dict[str, dict[str, Any]], meta: dict[str, Any], progress: Progress,
+                      data_seed: int | None = None) -> Benchmark:
     """Partition, inject, preprocess and label a dijet table (``dijet_features`` output).
 
-    Shared by lhco2020 and the embedded dijet-pythia sample.
+    Shared by lhco2020 and the embedded dijet-pythia sample. ``data_seed``
+    (``--data-seed``) draws the background partition, which signal events are
+    injected and the mixing from it; None: the canonical draw of ``options.seed``.
     """
     o = options
     background = events.filter(pl.col(LABEL) == 0)
     signal = events.filter(pl.col(LABEL) == 1)
     bg = split_rows(background.height, [o.train_fraction, o.validation_fraction, o.hunt_fraction, o.test_fraction],
-                    o.seed, "background")
+                    o.seed, "background", data_seed)
     # n_signal is per full background sample: each data split gets its background share of it,
     # so S/B (whole mass range) is n_signal / N_background in train, validation and hunt alike.
     shares = np.array([o.train_fraction, o.validation_fraction, o.hunt_fraction])
@@ -355,7 +358,7 @@ def assemble_resonant(name: str, version: str, options: ResonantOptions, events:
         n_inj = np.floor(n_inj * (signal.height // 2) / n_inj.sum()).astype(int)
         warn(progress, f"{name}: only {signal.height} signal events: injecting {int(n_inj.sum())} "
                        f"(asked {int(np.round(o.n_signal * shares).sum())})")
-    (sig_order,) = split_rows(signal.height, [], o.seed, "signal")
+    (sig_order,) = split_rows(signal.height, [], o.seed, "signal", data_seed)
     sig_train_inj, sig_val_inj, sig_hunt_inj, rest = np.split(sig_order, np.cumsum(n_inj))
     n_ref = int(np.floor(o.signal_train_fraction * len(rest)))
     sig_ref, sig_test = rest[:n_ref], rest[n_ref:]
@@ -363,7 +366,7 @@ def assemble_resonant(name: str, version: str, options: ResonantOptions, events:
     def data(bg_rows: np.ndarray, sig_rows: np.ndarray, stream: str) -> pl.DataFrame:
         mixed = pl.concat([with_bookkeeping(take(background, bg_rows), "background"),
                            with_bookkeeping(take(signal, sig_rows), SIGNAL)])
-        return _shuffled(_in_range(mixed, o.mjj_min, o.mjj_max), o.seed, stream)
+        return _shuffled(_in_range(mixed, o.mjj_min, o.mjj_max), o.seed, stream, data_seed)
 
     def in_sr(table: pl.DataFrame) -> pl.DataFrame:
         return _in_range(table, o.sr_low, o.sr_high)
@@ -405,7 +408,7 @@ def assemble_resonant(name: str, version: str, options: ResonantOptions, events:
         "signal_region_data": composition["train"],
         "preprocessing": prep.to_meta() if prep else "none",
         "mjj_unit": "TeV",
-    }
+    } | ({"data_seed": data_seed} if data_seed is not None else {})
     return Benchmark(
         dataset=name, version=version, task="resonant", features=list(FEATURES), train=train,
         validation=validation, test=test, signals={SIGNAL: sig_test_t}, signal_train={SIGNAL: sig_ref_t},
@@ -415,7 +418,8 @@ def assemble_resonant(name: str, version: str, options: ResonantOptions, events:
 
 # -- feature sets (issue 13) -------------------------------------------------
 def assemble_feature_set(name: str, version: str, options: ResonantOptions, events: pl.DataFrame,
-                         facts: dict[str, dict[str, Any]], meta: dict[str, Any], progress: Progress) -> Benchmark:
+                         facts: dict[str, dict[str, Any]], meta: dict[str, Any], progress: Progress,
+                         data_seed: int | None = None) -> Benchmark:
     """:func:`assemble_resonant` with the detector inputs chosen by ``options.features``.
 
     "cathode4" is assemble_resonant itself. "ganae42" partitions the same way
@@ -424,7 +428,7 @@ def assemble_feature_set(name: str, version: str, options: ResonantOptions, even
     features, standardised with the training data like the CATHODE ones.
     """
     if options.features == "cathode4":
-        return assemble_resonant(name, version, options, events, facts, meta, progress)
+        return assemble_resonant(name, version, options, events, facts, meta, progress, data_seed)
     from dataclasses import replace
 
     from hepad_plugins.generators.jet_features import GANAE42
@@ -432,7 +436,8 @@ def assemble_feature_set(name: str, version: str, options: ResonantOptions, even
     missing = [c for c in GANAE42 if c not in events.columns]
     if missing:
         raise DataError(f"{name}: the event table lacks the GAN-AE columns ({', '.join(missing[:3])}, ...)")
-    base = assemble_resonant(name, version, replace(options, preprocessing="none"), events, facts, meta, progress)
+    base = assemble_resonant(name, version, replace(options, preprocessing="none"), events, facts, meta, progress,
+                             data_seed)
     prep = Standardiser.fit(base.train, GANAE42) if options.preprocessing == "standard" else None
 
     def tr(t: pl.DataFrame) -> pl.DataFrame:
@@ -454,6 +459,7 @@ class ResonantDataset(Dataset):
 
     task = "resonant"
     null_options = (("n_signal", "0"),)
+    uses_data_seed = True  # --data-seed draws the partition and which signal events are injected
 
     def scan_options(self) -> list[tuple[tuple[str, str], ...]]:
         return [(("sr_low", f"{a:.6g}"), ("sr_high", f"{b:.6g}")) for a, b in self.options.scan_windows()]
@@ -489,10 +495,11 @@ class LHCO2020(ResonantDataset):
 
         def assemble(raw: dict[str, pl.DataFrame], facts: dict[str, dict[str, Any]]) -> Benchmark:
             return assemble_resonant(self.name, self.version, self.options, raw["events"], facts,
-                                     {"source": "LHC Olympics 2020 R&D features file (Zenodo)"}, progress)
+                                     {"source": "LHC Olympics 2020 R&D features file (Zenodo)"}, progress,
+                                     data_seed=self.data_seed)
 
         return load_benchmark(self.name, self.version, self.options, {"events": path}, read_raw, assemble,
-                              reader_version=READER_VERSION)
+                              reader_version=READER_VERSION, data_seed=self.data_seed)
 
     def _load_raw(self, data_dir: Path | None, progress: Progress) -> Benchmark:
         """features=ganae42: the constituent-level file, clustered once (cached) into the feature table."""
@@ -512,10 +519,11 @@ class LHCO2020(ResonantDataset):
 
         def assemble(raw: dict[str, pl.DataFrame], facts: dict[str, dict[str, Any]]) -> Benchmark:
             return assemble_feature_set(self.name, self.version, self.options, raw["events"], facts,
-                                        {"source": "LHC Olympics 2020 R&D raw constituent file (Zenodo)"}, progress)
+                                        {"source": "LHC Olympics 2020 R&D raw constituent file (Zenodo)"}, progress,
+                                        data_seed=self.data_seed)
 
         return load_benchmark(self.name, self.version, self.options, {"events": path}, read_raw, assemble,
-                              reader_version=f"raw-{lhco_raw.READER_VERSION}")
+                              reader_version=f"raw-{lhco_raw.READER_VERSION}", data_seed=self.data_seed)
 
 
 @hookimpl

@@ -139,6 +139,7 @@ class LxHltPythia(Dataset):
     task = "unsupervised"
     card = read_card(NAME)
     Options = adc2021.UnsupervisedOptions
+    uses_data_seed = True  # --data-seed draws the splits (adc2021.assemble_unsupervised)
 
     def load(self, data_dir: Path | None, progress: Progress) -> Benchmark:
         from hepad_plugins.datasets.embedded import content_identity, l1_signal_file, provenance, read_embedded
@@ -166,10 +167,11 @@ class LxHltPythia(Dataset):
                     "background_events_per_day": {p: r * 86400.0 for p, r in rates.items()},
                     "rates_source": "seed 004 (Cerri et al. 2019) events/month, 30-day month"}
             return adc2021.assemble_unsupervised(self.name, self.version, self.options, raw, facts, meta,
-                                                 features=FEATURES, log_features=LOG_FEATURES)
+                                                 features=FEATURES, log_features=LOG_FEATURES,
+                                                 data_seed=self.data_seed)
 
         return load_benchmark(self.name, self.version, self.options, inputs, read_raw, assemble,
-                              identity=content_identity, reader_version="embedded-1")
+                              identity=content_identity, reader_version="embedded-1", data_seed=self.data_seed)
 
 
 @hookimpl

@@ -52,8 +52,27 @@ def _count(n: float) -> str:
 
 #: Working points at a fixed background rate (seed 004, l+X@HLT: tens of events per day): (label, Hz).
 RATE_POINTS: tuple[tuple[str, float], ...] = (("1Hz", 1.0), ("50/day", 50.0 / 86400.0))
-FIXED_LABELS = {label for label, _ in WORKING_POINTS}
 NO_RATE = "the dataset records no background rate (meta background_rate_hz)"
+
+
+def point_label(eps: float) -> str:
+    """The key label of a background efficiency: 1e-2, 5e-2, 2.5e-4 (``eff@<label>``)."""
+    mantissa, exponent = f"{eps:e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
+def working_points(meta: Mapping) -> tuple[tuple[str, float], ...]:
+    """(label, eps_B) of the working points: the dataset's (``Benchmark.meta["working_points"]``, filled from
+    ``Dataset.working_points`` by the runner), largest first, else the defaults 1e-2 ... 1e-5."""
+    raw = meta.get("working_points") if isinstance(meta, Mapping) else None
+    if not raw:
+        return WORKING_POINTS
+    points = {}
+    for eps in raw:
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps <= 1:
+            raise ValueError(f"the dataset's working_points {list(raw)!r} must be background efficiencies in (0, 1]")
+        points[point_label(float(eps))] = float(eps)
+    return tuple(sorted(points.items(), key=lambda item: -item[1]))
 
 
 def background_rate(meta: Mapping) -> float | None:
@@ -115,6 +134,10 @@ class AUC(Metric):
 class EfficiencyAtBackground(Metric):
     """Signal efficiency at background efficiency 1e-2 ... 1e-5 (ADC2021, Dark Machines); keys eff@1e-2 ... eff@1e-5.
 
+    A dataset that names its own working points (``Dataset.working_points``,
+    or ``Benchmark.meta["working_points"]``) gets those instead: 0.05 gives
+    the key ``eff@5e-2``.
+
     eps_S is read off the weighted ROC by linear interpolation at eps_B (ties
     count as a straight segment, i.e. random tie-breaking on average). A working
     point with fewer than 10 background events (effective count for weighted
@@ -125,11 +148,13 @@ class EfficiencyAtBackground(Metric):
     version = "2"  # 2: intervals and passing counts; eff@<rate> working points
 
     def compute(self, scored: ScoredSignal) -> Mapping[str, MetricValue]:
-        points = list(WORKING_POINTS)
+        fixed = working_points(scored.meta)
+        fixed_labels = {label for label, _ in fixed}
+        points = list(fixed)
         rate = background_rate(scored.meta)
         if rate is not None:
             points += [(label, per_second / rate) for label, per_second in RATE_POINTS]
-        keys = [f"eff@{label}" for label, _ in WORKING_POINTS] + [f"eff@{label}" for label, _ in RATE_POINTS]
+        keys = [f"eff@{label}" for label, _ in fixed] + [f"eff@{label}" for label, _ in RATE_POINTS]
         if (why := _missing(scored)) is not None:
             return {k: Unavailable(why) for k in keys}
         out: dict[str, MetricValue] = {}
@@ -145,7 +170,7 @@ class EfficiencyAtBackground(Metric):
             elif n_inside < MIN_BACKGROUND_EVENTS * (1 - 1e-9):
                 out[key] = Unavailable(
                     f"only {_count(n_inside)} background events above the threshold at eps_B="
-                    f"{label if label in FIXED_LABELS else f'{eps:.2g} ({label} at {rate:.3g} Hz)'} "
+                    f"{label if label in fixed_labels else f'{eps:.2g} ({label} at {rate:.3g} Hz)'} "
                     f"(need >= {MIN_BACKGROUND_EVENTS})"
                 )
             else:
