@@ -271,6 +271,28 @@ def datasets_info(name: Annotated[str, typer.Argument(help="Dataset name.")]) ->
     out.print(Markdown(cls.card) if cls.card else f"{name} has no card ({dist} provides none)")
 
 
+@app.command("new-plugin")
+def new_plugin(
+    kind: Annotated[str, typer.Argument(help="detector or dataset.")],
+    name: Annotated[str, typer.Argument(help="The plugin's CLI name, e.g. my-detector.")],
+    output: Annotated[Optional[Path], typer.Option(help="Folder to write (absent or empty). Default: ./hepad-bench-NAME.")] = None,
+) -> None:
+    """Write a ready plugin package: pyproject with the entry point, a working module, a test, CI, README."""
+    from hepad_bench.scaffold import check_name, write_package
+
+    names = check_name(kind, name)
+    reg = registry()
+    taken = getattr(reg, f"{names.kind}s").get(names.name)
+    if taken is not None:
+        raise UserError(f"a {names.kind} named '{names.name}' is already installed (from {taken.distribution}); "
+                        "choose another name")
+    folder = output if output is not None else Path(names.distribution)
+    for path in write_package(names, folder):
+        out.print(str(path), highlight=False, soft_wrap=True)
+    err_console.print(f"wrote {names.distribution} into {folder}: 'pip install -e \"{folder}[test]\"' then "
+                      f"'pytest {folder}'", highlight=False, markup=False, soft_wrap=True)
+
+
 def _click_errors() -> tuple[type, ...]:
     """ClickException of click and of the copy typer >= 0.29 bundles (not subclasses of one another)."""
     import click
