@@ -140,7 +140,7 @@ def check_contamination(bench: Benchmark, data_cls: type) -> None:
     fraction = train_contamination(bench)
     if fraction and not getattr(data_cls, "contaminated_training", False):
         raise UserError(
-            f"dataset {bench.dataset} puts signal (label 1, fraction {fraction:.3g}) into its training data "
+            f"dataset {data_cls.name} puts signal (label 1, fraction {fraction:.3g}) into its training data "
             "but does not declare contaminated_training = True"
         )
 
@@ -325,8 +325,7 @@ class Runner:
             "versions": {
                 "hepad-bench": __version__, "plugin": det_cls.version,
                 "plugin_distribution": self.registry.detectors[det_cls.name].distribution,
-                "dataset_distribution": self.registry.datasets[bench.dataset].distribution
-                if bench.dataset in self.registry.datasets else None,
+                "dataset_distribution": self.registry.datasets[spec.dataset].distribution,
                 "torch": _package_version("torch"), "numpy": np.__version__,
                 "python": platform.python_version(),
             },
