@@ -20,7 +20,9 @@ from typing import Any
 import pluggy
 
 from hepad_bench import hookspecs
-from hepad_bench.contracts import DETECTOR_KINDS, SCORE_REGIONS, ComparativeMetric, Dataset, Detector, Metric
+from hepad_bench.contracts import (
+    DETECTOR_KINDS, SCORE_REGIONS, ComparativeMetric, Dataset, Detector, Metric, RemoteFile,
+)
 from hepad_bench.data import TASKS
 from hepad_bench.errors import UserError
 
@@ -109,6 +111,8 @@ def _check_class(obj: Any, bases: tuple[type, ...]) -> str | None:
         return f"detector {obj.name} has score_region '{obj.score_region}', expected one of {', '.join(SCORE_REGIONS)}"
     if issubclass(obj, Dataset) and obj.task not in TASKS:
         return f"dataset {obj.name} has task '{obj.task}', expected one of {', '.join(TASKS)}"
+    if issubclass(obj, Dataset) and not all(isinstance(f, RemoteFile) for f in getattr(obj, "remote_files", ())):
+        return f"dataset {obj.name} has remote_files that are not all RemoteFile(name, url, sha256)"
     return None
 
 

@@ -271,3 +271,23 @@ def test_declared_contamination_is_measured_into_run_json(tmp_path):
     assert res.status == "ok", res.error
     assert res.run["train_contamination"] == pytest.approx(1 / 4)  # one label-1 row among four
     assert res.run["versions"]["dataset_distribution"] == "third-party-dist"
+
+
+def test_bad_remote_files_make_the_plugin_broken_not_the_harness():
+    bad = type("BadFiles", (Plain,), {"name": "bad-files", "remote_files": ("https://example.org/x.csv",)})
+    module = types.ModuleType("bad_files_plugin")
+    module.hepad_datasets = hookimpl(lambda: [bad, Plain])
+    notes = []
+    reg = load_registry(extra_plugins=[("bad-dist", module)], warn=notes.append)
+    assert "bad-files" not in reg.datasets and "plain" in reg.datasets
+    (broken,) = [b for b in reg.broken if b.distribution == "bad-dist"]
+    assert "remote_files" in broken.reason and any("bad-files" in n for n in notes)
+
+
+def test_first_party_fetch_and_info_with_the_real_registry(capsys):
+    cli.main(["datasets", "info", "adc2021"])
+    out = capsys.readouterr().out
+    assert "distribution: hepad-bench" in out and "background_for_training.h5" in out
+    assert "'hepad-bench datasets fetch adc2021' downloads them" in out
+    cli.main(["datasets", "fetch", "l1-pythia"])
+    assert "l1-pythia (from hepad-bench) has no files to download" in capsys.readouterr().out
