@@ -320,7 +320,7 @@ class Runner:
             "seed": spec.seed, "device": spec.device, "task": bench.task,
             "signals": sorted(bench.signals), "event_counts": bench.event_counts(),
             "dataset_meta": bench.meta, "resonant": bench.resonant,
-            # unlabelled signal in the training data (issue 12; None: background only)
+            # signal fraction of train + validation (issue 12); None: resonant, or no truth labels and none declared
             "train_contamination": train_contamination(bench),
             "versions": {
                 "hepad-bench": __version__, "plugin": det_cls.version,
