@@ -59,7 +59,7 @@ def h5_attributes(path: Path) -> dict[str, Any]:
 
 
 def _sha256(path: Path) -> str:
-    from hepad_plugins.datasets._common import sha256_of
+    from hepad_bench.dataset_tools import sha256_of
 
     return sha256_of(path)
 
@@ -80,7 +80,7 @@ def _background_and_signals(source: Path, out: Path, bg_path: Path, background: 
                             seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write the (optionally subsampled) background and every signal found in ``source``: (sources, outputs)."""
     from hepad_plugins.datasets import adc2021, embedded
-    from hepad_plugins.datasets._common import find_file
+    from hepad_bench.dataset_tools import find_file
 
     full_events = background.height
     if max_background is not None and background.height > max_background:

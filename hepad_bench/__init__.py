@@ -1,4 +1,10 @@
-"""hepad-bench: a plugin-based benchmark harness for anomaly detection in particle physics."""
+"""hepad-bench: a plugin-based benchmark harness for anomaly detection in particle physics.
+
+The plugin contract is what this package exports (``Dataset``, ``Detector``,
+``Metric``, ``Benchmark``, ``hookimpl``, ...) plus :mod:`hepad_bench.dataset_tools`,
+the public helpers a dataset plugin needs (cache, ``--data-dir`` lookup,
+downloads, splits).
+"""
 
 __version__ = "0.1.0"
 
@@ -10,6 +16,7 @@ from hepad_bench.contracts import (  # noqa: E402
     FitContext,
     Metric,
     Progress,
+    RemoteFile,
 )
 from hepad_bench.cost import ModelCost  # noqa: E402
 from hepad_bench.data import (  # noqa: E402
@@ -24,6 +31,6 @@ from hepad_bench.hookspecs import hookimpl  # noqa: E402
 
 __all__ = [
     "Benchmark", "ComparativeMetric", "DataError", "Dataset", "Detector", "EmptyConfig", "FitContext",
-    "Metric", "ModelCost", "Progress", "ScoredSample", "ScoredSignal", "TrainingData", "Unavailable", "UserError",
+    "Metric", "ModelCost", "Progress", "RemoteFile", "ScoredSample", "ScoredSignal", "TrainingData", "Unavailable", "UserError",
     "__version__", "hookimpl",
 ]

@@ -112,6 +112,7 @@ def _write_benchmark(folder: Path, bench: Benchmark) -> None:
         "format": CACHE_FORMAT, "dataset": bench.dataset, "version": bench.version, "task": bench.task,
         "features": bench.features, "resonant": bench.resonant, "meta": bench.meta,
         "tables": list(bench.tables()), "files": files, "fingerprint": bench.fingerprint,
+        "train_contamination": bench.train_contamination,
     }
     (folder / "benchmark.json").write_text(json.dumps(header, indent=1, default=str))
 
@@ -133,7 +134,7 @@ def _read_benchmark(folder: Path) -> Benchmark:
         features=header["features"], train=tables["train"], validation=tables["validation"],
         test=tables["test"], signals=group("signal"), signal_train=group("signal_train"),
         extra=group("extra"), resonant=header["resonant"], meta=header["meta"],
-        fingerprint=header["fingerprint"],
+        fingerprint=header["fingerprint"], train_contamination=header.get("train_contamination"),
     )
 
 

@@ -234,26 +234,69 @@ def datasets_fetch(
     name: Annotated[str, typer.Argument(help="Dataset name, e.g. adc2021.")],
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Dataset option name=value.")] = None,
 ) -> None:
-    """Download a dataset's public files (with checksums) into the user cache."""
+    """Download a dataset's public files (with checksums where the source gives them) into the user cache."""
+    from hepad_bench.dataset_tools import downloads_dir
     from hepad_bench.params import build_config
 
     reg = registry()
     cls = reg.dataset(name)
+    dist = reg.datasets[name].distribution
+    if not cls.has_remote_files():  # nothing declared: say where the data comes from instead (issue 12)
+        out.print(f"{name} (from {dist}) has no files to download: its data comes with {dist} or is made locally; "
+                  f"'hepad-bench datasets info {name}' says how", highlight=False, soft_wrap=True)
+        return
     options = build_config(cls.Options, list(option or []), f"dataset {name}")
     with RichProgress() as progress:
-        paths = cls(options).fetch(progress)
+        try:
+            paths = cls(options).fetch(progress)
+        except UserError:
+            raise
+        except Exception as exc:  # a download that fails (network, checksum) is one line naming the plugin
+            raise UserError(f"fetching {name} (from {dist}) failed: {type(exc).__name__}: {exc}") from exc
     if not paths:
-        out.print(f"{name} ships with hepad-bench: nothing to download")
+        out.print(f"{name} (from {dist}): nothing to download with these options", highlight=False)
     for path in paths:
-        out.print(str(path))
+        out.print(str(path), highlight=False, soft_wrap=True)
+    if paths:
+        err_console.print(f"{len(paths)} file(s) of {name} (from {dist}) in {downloads_dir(name)}; "
+                          f"'hepad-bench run --dataset {name}' finds them there", highlight=False, soft_wrap=True)
 
 
 @datasets_app.command("info")
 def datasets_info(name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
-    """Print a dataset's card (source, citation, licence, files, schema)."""
+    """Print what a dataset is (distribution, files, data seeds, training data) and its card."""
     from rich.markdown import Markdown
 
-    out.print(Markdown(registry().dataset(name).card or f"{name} has no card"))
+    from hepad_bench.dataset_tools import dataset_facts
+
+    reg = registry()
+    cls, dist = reg.dataset(name), reg.datasets[name].distribution
+    for key, value in dataset_facts(cls, dist):
+        out.print(f"{key}: {value}", highlight=False, markup=False, soft_wrap=True)
+    out.print()
+    out.print(Markdown(cls.card) if cls.card else f"{name} has no card ({dist} provides none)")
+
+
+@app.command("new-plugin")
+def new_plugin(
+    kind: Annotated[str, typer.Argument(help="detector or dataset.")],
+    name: Annotated[str, typer.Argument(help="The plugin's CLI name, e.g. my-detector.")],
+    output: Annotated[Optional[Path], typer.Option(help="Folder to write (absent or empty). Default: ./hepad-bench-NAME.")] = None,
+) -> None:
+    """Write a ready plugin package: pyproject with the entry point, a working module, a test, CI, README."""
+    from hepad_bench.scaffold import check_name, write_package
+
+    names = check_name(kind, name)
+    reg = registry()
+    taken = getattr(reg, f"{names.kind}s").get(names.name)
+    if taken is not None:
+        raise UserError(f"a {names.kind} named '{names.name}' is already installed (from {taken.distribution}); "
+                        "choose another name")
+    folder = output if output is not None else Path(names.distribution)
+    for path in write_package(names, folder):
+        out.print(str(path), highlight=False, soft_wrap=True)
+    err_console.print(f"wrote {names.distribution} into {folder}: 'pip install -e \"{folder}[test]\"' then "
+                      f"'pytest {folder}'", highlight=False, markup=False, soft_wrap=True)
 
 
 def _click_errors() -> tuple[type, ...]:

@@ -164,13 +164,46 @@ def score_region_of(cls: type[Detector]) -> str:
     return region
 
 
-class Dataset(ABC):
-    """A benchmark dataset.
+@dataclass(frozen=True)
+class RemoteFile:
+    """A public file a dataset downloads: ``hepad-bench datasets fetch`` puts it into the downloads folder.
 
-    Class attributes: ``name``, ``version`` (bump when the content changes),
-    ``task`` (``unsupervised`` or ``resonant``), ``card`` (Markdown text: source,
-    citation, licence, files, schema), ``Options`` (a dataclass of load
-    options; CLI ``-o key=value``).
+    ``sha256`` (hex) is checked by pooch after the download when given; ``None`` where the source
+    publishes none (the loader should then validate the file's structure).
+    """
+
+    name: str
+    url: str
+    sha256: str | None = None
+
+
+class Dataset(ABC):
+    """A benchmark dataset: ``load`` returns a :class:`~hepad_bench.data.Benchmark`.
+
+    Class attributes: ``name`` (CLI name), ``version`` (bump when the content
+    changes), ``task`` (``unsupervised`` or ``resonant``), ``card`` (Markdown
+    text: source, citation, licence, files, schema; ``hepad-bench datasets
+    info`` prints it), ``Options`` (a dataclass of load options; CLI
+    ``-o key=value``; its field defaults are the canonical dataset).
+
+    What the tables mean (see :class:`~hepad_bench.data.Benchmark` for the
+    schema): ``train`` is what an unsupervised or weakly supervised detector
+    fits on, ``validation`` what it may use for early stopping or model
+    selection (never for the reported metrics); ``test`` and ``signals`` are
+    held out and scored. A dataset with no validation split of its own
+    carves one out of its training data (:func:`hepad_bench.dataset_tools.split_rows`)
+    or returns an empty ``validation`` table with the same columns as
+    ``train``; the runner then refuses, before any training, a detector
+    whose ``min_validation_events`` it cannot meet.
+
+    ``train`` of an ``unsupervised`` dataset is background only, unless the
+    dataset sets ``contaminated_training = True``: its training (and
+    validation) data then holds unlabelled signal, as in ADBench's
+    unsupervised protocol. Such a dataset keeps the truth in a ``label``
+    column (0 background, 1 signal; detectors never see it, the supervised
+    references train on the label-0 rows only) and sets
+    ``Benchmark.train_contamination`` to the signal fraction it injected.
+    ``run.json``, the leaderboard and ``datasets info`` say so.
 
     Data seeds (CLI ``--data-seed N``, repeatable): ``self.data_seed`` is None
     for the dataset's canonical, fixed split, or an integer from which a
@@ -188,6 +221,11 @@ class Dataset(ABC):
     ``Benchmark.meta["working_points"]``, which the metric reads; a dataset
     whose points depend on its options may set that meta key in ``load``
     instead (the meta key wins).
+
+    Remote files: list them in ``remote_files`` and the default ``fetch``
+    downloads them (with pooch, checksums where given) into the downloads
+    folder that :func:`hepad_bench.dataset_tools.require_file` looks in after
+    ``--data-dir``; override ``fetch`` when the files depend on the options.
     """
 
     name: ClassVar[str]
@@ -203,6 +241,10 @@ class Dataset(ABC):
     uses_data_seed: ClassVar[bool] = False
     #: background efficiencies of the signal-efficiency working points (empty: the metric's default)
     working_points: ClassVar[tuple[float, ...]] = ()
+    #: The public files ``fetch`` downloads by default (empty: nothing to download).
+    remote_files: ClassVar[tuple[RemoteFile, ...]] = ()
+    #: Whether the training data of an unsupervised dataset holds unlabelled signal (see above).
+    contaminated_training: ClassVar[bool] = False
 
     def __init__(self, options: Any = None, data_seed: int | None = None):
         self.options = options if options is not None else self.Options()
@@ -213,8 +255,18 @@ class Dataset(ABC):
         """Build the benchmark; ``data_dir``: where the user keeps the files, if given."""
 
     def fetch(self, progress: Progress) -> list[Path]:
-        """Download the public files into the cache; datasets that ship with the package need none."""
-        return []
+        """Download the public files into the downloads folder; return their paths (empty: nothing to download).
+
+        The default downloads ``remote_files``.
+        """
+        from hepad_bench.dataset_tools import fetch_files  # dataset_tools imports this module
+
+        return fetch_files(self.name, self.remote_files, progress)
+
+    @classmethod
+    def has_remote_files(cls) -> bool:
+        """Whether ``fetch`` has anything to download: ``remote_files`` are declared or ``fetch`` is overridden."""
+        return bool(cls.remote_files) or cls.fetch is not Dataset.fetch
 
     def scan_options(self) -> list[tuple[tuple[str, str], ...]]:
         """The ``-o`` pairs of each run these options expand into (a sliding-window scan), in order.

@@ -26,11 +26,26 @@ WEIGHT, PROCESS, LABEL = "weight", "process", "label"
 class Benchmark:
     """Everything one run needs from a dataset.
 
+    Table schema (every table): one column per name in ``features``, float32
+    (the runner hands exactly these columns to detectors, in this order);
+    ``weight`` (float64 per-event weight, 1.0 where events are unweighted);
+    ``process`` (string: which process an event comes from, e.g. the
+    background process or the signal name); ``label`` (int, 0 background,
+    1 signal: truth that only metrics and checks read, never a detector;
+    needed wherever a table mixes the two); for ``resonant`` tasks the
+    resonant observable named by ``resonant`` (``mjj`` by convention, float).
+    Other columns are carried along and ignored.
+
     ``train`` / ``validation``: what an unsupervised or weakly supervised
-    detector may see. For ``unsupervised`` tasks this is background only. For
-    ``resonant`` tasks it is "data": background plus injected signal over the
-    full ``resonant`` range (signal region and sidebands); its ``label`` column
-    is truth that only metrics and checks may read, never a detector.
+    detector may see (``validation`` for early stopping and model selection;
+    a dataset without one of its own splits one off its training data or
+    returns an empty table with ``train``'s columns). For ``unsupervised``
+    tasks this is background only, unless the dataset declares
+    ``contaminated_training`` (ADBench's unsupervised protocol: unlabelled
+    signal in the training data, with its truth ``label`` and
+    ``train_contamination`` set). For ``resonant`` tasks it is "data":
+    background plus injected signal over the full ``resonant`` range (signal
+    region and sidebands), with the truth ``label``.
 
     ``test``: held-out background (for resonant tasks: in the signal region).
     ``signals``: held-out signal per name (resonant: in the signal region).
@@ -60,6 +75,9 @@ class Benchmark:
     #: when it converts; the runner hashes the tables when a dataset leaves it
     #: None). Part of every run key, so other input files mean other runs.
     fingerprint: str | None = None
+    #: Fraction of signal among the training + validation events of an unsupervised dataset that
+    #: declares ``contaminated_training`` (None: background only, or unknown). Recorded in run.json.
+    train_contamination: float | None = None
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """Every table under a unique name (for caching and event counts)."""
@@ -87,6 +105,7 @@ class Benchmark:
             signals=cap(self.signals), signal_train=cap(self.signal_train),
             extra=cap(self.extra), resonant=self.resonant,
             meta=self.meta | {"max_events": max_events}, fingerprint=self.fingerprint,
+            train_contamination=self.train_contamination,
         )
 
     def features_of(self, table: pl.DataFrame) -> np.ndarray:

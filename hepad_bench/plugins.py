@@ -20,7 +20,9 @@ from typing import Any
 import pluggy
 
 from hepad_bench import hookspecs
-from hepad_bench.contracts import DETECTOR_KINDS, SCORE_REGIONS, ComparativeMetric, Dataset, Detector, Metric
+from hepad_bench.contracts import (
+    DETECTOR_KINDS, SCORE_REGIONS, ComparativeMetric, Dataset, Detector, Metric, RemoteFile,
+)
 from hepad_bench.data import TASKS
 from hepad_bench.errors import UserError
 
@@ -111,6 +113,8 @@ def _check_class(obj: Any, bases: tuple[type, ...]) -> str | None:
         return f"dataset {obj.name} has task '{obj.task}', expected one of {', '.join(TASKS)}"
     if issubclass(obj, Dataset) and not _valid_working_points(getattr(obj, "working_points", ())):
         return f"dataset {obj.name} has working_points {obj.working_points!r}, expected a tuple of numbers in (0, 1]"
+    if issubclass(obj, Dataset) and not all(isinstance(f, RemoteFile) for f in getattr(obj, "remote_files", ())):
+        return f"dataset {obj.name} has remote_files that are not all RemoteFile(name, url, sha256)"
     return None
 
 

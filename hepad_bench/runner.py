@@ -125,6 +125,32 @@ def with_options(spec: RunSpec, pairs: tuple[tuple[str, str], ...], **changes: A
     return replace(spec, dataset_options=(*spec.dataset_options, *pairs), **changes)
 
 
+def train_contamination(bench: Benchmark) -> float | None:
+    """The signal fraction of an unsupervised benchmark's train + validation events.
+
+    From the tables' truth ``label`` where they carry one (so an event cap is
+    accounted for), else what the dataset declared; None for resonant tasks,
+    whose training data is signal-injected "data" by definition.
+    """
+    if bench.task != "unsupervised":
+        return None
+    pool = [t for t in (bench.train, bench.validation) if t.height]
+    if pool and all("label" in t.columns for t in pool):
+        n_signal = sum(int((t["label"] == 1).sum()) for t in pool)
+        return n_signal / sum(t.height for t in pool)
+    return bench.train_contamination
+
+
+def check_contamination(bench: Benchmark, data_cls: type) -> None:
+    """Refuse undeclared signal in an unsupervised training split (before any training)."""
+    fraction = train_contamination(bench)
+    if fraction and not getattr(data_cls, "contaminated_training", False):
+        raise UserError(
+            f"dataset {data_cls.name} puts signal (label 1, fraction {fraction:.3g}) into its training data "
+            "but does not declare contaminated_training = True"
+        )
+
+
 class Runner:
     """Runs specs in this process, loading each dataset once per distinct options."""
 
@@ -199,6 +225,7 @@ class Runner:
             bench, det_cls = self.benchmark(spec), self.registry.detector(spec.detector)
             if bench.train.height == 0:
                 raise UserError(f"dataset {spec.dataset} has an empty training split; check its -o options")
+            check_contamination(bench, self.registry.dataset(spec.dataset))
             if bench.validation.height < det_cls.min_validation_events:
                 raise UserError(
                     f"detector {det_cls.name} needs at least {det_cls.min_validation_events} validation events; "
@@ -310,9 +337,12 @@ class Runner:
             "device": spec.device, "task": bench.task,
             "signals": sorted(bench.signals), "event_counts": bench.event_counts(),
             "dataset_meta": bench.meta, "resonant": bench.resonant,
+            # signal fraction of train + validation (issue 12); None: resonant, or no truth labels and none declared
+            "train_contamination": train_contamination(bench),
             "versions": {
                 "hepad-bench": __version__, "plugin": det_cls.version,
                 "plugin_distribution": self.registry.detectors[det_cls.name].distribution,
+                "dataset_distribution": self.registry.datasets[spec.dataset].distribution,
                 "torch": _package_version("torch"), "numpy": np.__version__,
                 "python": platform.python_version(),
             },

@@ -232,7 +232,20 @@ def provenance(section: Section, extra: str = "") -> str:
     versions = ", ".join(section.hepad_versions)
     text = (f"Dataset {section.name} version {section.version} (options: {options}; max events: {cap}); "
             f"{seeds_text(section)}; hepad-bench {versions}; detector versions in the table")
+    contamination = contamination_note(section)
+    if contamination:
+        text += f"; {contamination}"
     return text + (f"; {extra}" if extra else "") + "."
+
+
+def contamination_note(section: Section) -> str:
+    """Says when the runs trained on data with unlabelled signal (``run.json`` ``train_contamination``), else ''."""
+    fractions = sorted({r.run["train_contamination"] for row in section.rows for r in row.ok
+                        if r.run.get("train_contamination")})
+    if not fractions:
+        return ""
+    shown = f"{fractions[0]:.3g}" if len(fractions) == 1 else f"{fractions[0]:.3g} to {fractions[-1]:.3g}"
+    return f"training data contaminated: signal fraction {shown} unlabelled in train + validation"
 
 
 def efficiency_keys(section: Section, signal: str) -> list[str]:

@@ -44,8 +44,8 @@ from hepad_bench.data import WEIGHT, Benchmark
 from hepad_bench.errors import DataError, UserError
 from hepad_bench.params import as_dict
 from hepad_plugins._resources import read_card
-from hepad_plugins.datasets._common import (
-    Standardiser, cached_raw_table, check_fractions, download, find_file, load_benchmark,
+from hepad_bench.dataset_tools import (
+    RemoteFile, Standardiser, cached_raw_table, check_fractions, find_file, load_benchmark, require_file,
     search_dirs, split_rows, take, warn, with_bookkeeping, zenodo_url,
 )
 from hepad_plugins.datasets._yields import adc2021_rate
@@ -238,33 +238,18 @@ class ADC2021(Dataset):
     Options = UnsupervisedOptions
     uses_data_seed = True  # --data-seed draws the background and signal splits (ADBench-style repeated splits)
 
-    @staticmethod
-    def files() -> dict[str, tuple[str, str]]:
-        """role -> (file name on Zenodo, download URL)."""
-        out = {"background": (BACKGROUND_FILE, zenodo_url(BACKGROUND_RECORD, BACKGROUND_FILE))}
-        for sig, spec in SIGNALS.items():
-            out[f"signal/{sig}"] = (spec.names[0], zenodo_url(spec.record, spec.names[0]))
-        return out
-
-    def fetch(self, progress: Progress) -> list[Path]:
-        from hepad_bench.cache import downloads_dir
-
-        folder, paths = downloads_dir(self.name), []
-        for _role, (fname, url) in self.files().items():
-            progress.log(f"downloading {fname} from {url}")
-            paths.append(download(url, fname, folder))
-        return paths
+    #: The public files (Zenodo publishes no checksums): the default ``fetch`` downloads them.
+    remote_files = (
+        RemoteFile(BACKGROUND_FILE, zenodo_url(BACKGROUND_RECORD, BACKGROUND_FILE)),
+        *(RemoteFile(spec.names[0], zenodo_url(spec.record, spec.names[0])) for spec in SIGNALS.values()),
+    )
 
     def locate(self, data_dir: Path | None, progress: Progress) -> dict[str, Path]:
         """role -> file: --data-dir first, then the downloads folder; missing signals are skipped with a warning."""
         dirs = search_dirs(self.name, data_dir)
         where = " or ".join(str(d) for d in dirs)
-        background = find_file([BACKGROUND_FILE], dirs)
-        if background is None:
-            raise UserError(
-                f"ADC2021 background file {BACKGROUND_FILE} not found in {where}: run 'hepad-bench datasets fetch "
-                f"adc2021' or download {zenodo_url(BACKGROUND_RECORD, BACKGROUND_FILE)} into --data-dir"
-            )
+        background = require_file(self.name, BACKGROUND_FILE, data_dir, zenodo_url(BACKGROUND_RECORD, BACKGROUND_FILE),
+                                  what="ADC2021 background file")
         inputs = {"background": background}
         for sig, spec in SIGNALS.items():
             path = find_file(spec.names, dirs)

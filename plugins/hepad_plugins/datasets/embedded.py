@@ -34,7 +34,7 @@ from hepad_bench.data import WEIGHT, Benchmark
 from hepad_bench.errors import DataError, UserError
 from hepad_plugins._resources import dataset_folder, read_card
 from hepad_plugins.datasets import adc2021, lhco2020
-from hepad_plugins.datasets._common import load_benchmark, sha256_of
+from hepad_bench.dataset_tools import load_benchmark, sha256_of
 from hepad_plugins.datasets._yields import l1_generated_yields
 
 L1_BACKGROUND = "background.parquet"

@@ -55,9 +55,9 @@ from hepad_bench.errors import DataError, UserError
 from hepad_bench.params import as_dict
 from hepad_plugins._resources import read_card
 from hepad_plugins.datasets import lhco_raw
-from hepad_plugins.datasets._common import (
-    Standardiser, cached_raw_table, check_fractions, download, find_file, load_benchmark,
-    search_dirs, split_rows, take, warn, with_bookkeeping, zenodo_url,
+from hepad_bench.dataset_tools import (
+    Standardiser, cached_raw_table, check_fractions, download, load_benchmark, require_file,
+    split_rows, take, warn, with_bookkeeping, zenodo_url,
 )
 
 RECORD, FILE = 4536377, "events_anomalydetection_v2.features.h5"
@@ -483,12 +483,7 @@ class LHCO2020(ResonantDataset):
     def load(self, data_dir: Path | None, progress: Progress) -> Benchmark:
         if self.options.features == "ganae42":
             return self._load_raw(data_dir, progress)
-        dirs = search_dirs(self.name, data_dir)
-        path = find_file([FILE], dirs)
-        if path is None:
-            where = " or ".join(str(d) for d in dirs)
-            raise UserError(f"LHCO 2020 file {FILE} not found in {where}: run 'hepad-bench datasets fetch lhco2020' "
-                            f"or download {zenodo_url(RECORD, FILE)} into --data-dir")
+        path = require_file(self.name, FILE, data_dir, zenodo_url(RECORD, FILE), what="LHCO 2020 file")
 
         def read_raw(p: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
             return cached_raw_table(self.name, p, READER_VERSION, lambda q: dijet_features(read_lhco_table(q)), progress)
@@ -504,14 +499,10 @@ class LHCO2020(ResonantDataset):
     def _load_raw(self, data_dir: Path | None, progress: Progress) -> Benchmark:
         """features=ganae42: the constituent-level file, clustered once (cached) into the feature table."""
         lhco_raw.require_fastjet()
-        dirs = search_dirs(self.name, data_dir)
         name = lhco_raw.RAW_FILE
-        path = find_file([name], dirs)
-        if path is None:
-            where = " or ".join(str(d) for d in dirs)
-            raise UserError(f"LHCO 2020 raw file {name} (needed by features=ganae42) not found in {where}: run "
-                            f"'hepad-bench datasets fetch lhco2020 -o features=ganae42' or download "
-                            f"{zenodo_url(RECORD, name)} into --data-dir")
+        path = require_file(self.name, name, data_dir, zenodo_url(RECORD, name),
+                            what="LHCO 2020 raw file (needed by features=ganae42)",
+                            fetch_command="hepad-bench datasets fetch lhco2020 -o features=ganae42")
 
         def read_raw(p: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
             progress.log(f"clustering {p.name} with FastJet (once; the result is cached)")

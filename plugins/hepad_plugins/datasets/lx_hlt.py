@@ -40,7 +40,7 @@ from hepad_bench.data import WEIGHT, Benchmark
 from hepad_bench.errors import DataError, UserError
 from hepad_plugins._resources import dataset_folder, read_card
 from hepad_plugins.datasets import adc2021
-from hepad_plugins.datasets._common import load_benchmark
+from hepad_bench.dataset_tools import load_benchmark
 
 FEATURES: list[str] = [
     "lep_pt", "iso_charged", "iso_neutral_hadron", "iso_photon", "lep_charge", "is_electron",
