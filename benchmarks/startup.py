@@ -1,11 +1,12 @@
 """Start-up cost of the CLI: wall time and peak RSS of ``--help``, ``list``, ``leaderboard`` next to ``import torch``.
 
 Each command runs in a fresh child of a small wrapper process, so the wrapper's
-``getrusage(RUSAGE_CHILDREN).ru_maxrss`` is that command's own peak resident
-memory. The figure is the median wall time (and the largest peak RSS) over
-``--repeat`` runs (``best``: the shortest, the closest to an idle machine); CPU time (user + system) is printed too, as it barely
-depends on how busy a shared machine is. Before them runs one warm-up that also builds the plugin metadata
-cache (the cost a user pays once per install or source edit; printed apart).
+``getrusage(RUSAGE_CHILDREN)`` is that command's own: peak resident memory
+(the largest over ``--repeat`` runs) and CPU time (user + system, median),
+which barely depends on how busy a shared machine is. Wall time: the median
+and the best run (the closest to an idle machine). One ``list`` runs first,
+with an empty plugin metadata cache: the cost a user pays once per install
+or source edit (printed apart).
 
     python benchmarks/startup.py                                     # this checkout's hepad-bench
     python benchmarks/startup.py --venv /work/main/.venv             # another install, e.g. main (before)
