@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -16,11 +16,18 @@ from rich.table import Table
 from hepad_bench import __version__
 from hepad_bench.console import RichProgress, err_console, route_warnings
 from hepad_bench.errors import UserError
-from hepad_bench.plugins import Registry, load_registry, register_commands
-from hepad_bench.runner import DEFAULT_SEED, RunResult, Runner, expand_grid, resolve_device
-from hepad_bench.summary import format_value, summary_table
+from hepad_bench.plugins import Registry, register_commands
+from hepad_bench import plugins
 
+if TYPE_CHECKING:
+    from hepad_bench.runner import RunResult
+
+# Start-up: this module imports no numpy, polars or plugin (``--help`` and ``list`` in a fraction of a
+# second, see benchmarks/startup.py); the runner, summaries and leaderboards are imported by their commands.
 DEFAULT_DATASET = "l1-pythia"
+DEFAULT_SEED = 42  # the runner's (runner.DEFAULT_SEED; tests/test_startup.py checks they agree)
+#: core commands that need no plugin's sub-commands (``list`` does: it reports a plugin whose commands fail)
+NO_PLUGIN_COMMANDS = ("run", "leaderboard", "datasets")
 
 app = typer.Typer(
     help="Benchmark anomaly detectors on particle-physics datasets.",
@@ -42,20 +49,34 @@ def _warn(message: str) -> None:
 _loaded: dict[str, object] = {}
 
 
-def _load_plugins() -> dict[str, object]:
+def load_registry(warn) -> Registry:  # noqa: ANN001
+    """The CLI's plugins: served from the metadata cache, each module imported when a class of it is used."""
+    return plugins.load_registry(warn=warn, use_cache=True)
+
+
+def _load_plugins(commands: bool = True) -> dict[str, object]:
+    """Load the registry once; with ``commands``, also let plugins add their sub-commands (imports them)."""
     if not _loaded:
         notes: list[str] = []
         try:
             reg: object = load_registry(warn=notes.append)
-            register_commands(reg, app, notes.append)
         except UserError as exc:  # two plugins claim one name: every command that needs plugins says so
             reg = exc
-        _loaded.update(registry=reg, notes=notes)
+        _loaded.update(registry=reg, notes=notes, commands=False)
+    if commands and not _loaded.get("commands") and not isinstance(_loaded["registry"], UserError):
+        register_commands(_loaded["registry"], app, _loaded["notes"].append)
+        _loaded["commands"] = True
     return _loaded
 
 
+def _needs_plugin_commands(argv: list[str]) -> bool:
+    """Whether ``argv`` may need the plugins' sub-commands: for help, ``list`` and any command the core lacks."""
+    words = [a for a in argv if not a.startswith("-")]
+    return not words or words[0] not in NO_PLUGIN_COMMANDS
+
+
 def registry() -> Registry:
-    state = _load_plugins()
+    state = _load_plugins(commands=False)
     if isinstance(state["registry"], UserError):
         raise state["registry"]
     for note in state["notes"]:
@@ -111,6 +132,7 @@ def list_plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-r
 def _searches(results: list[RunResult], output: Path) -> None:
     """Best window and global significance of every sliding-window scan among ``results``."""
     from hepad_bench import search
+    from hepad_bench.summary import format_value
 
     found = search.summarise(results)
     if not found:
@@ -155,6 +177,9 @@ def run(
     -o sr_scan=LOW:HIGH:STEP runs one training per signal-region window and
     reports the best window with its global significance.
     """
+    from hepad_bench.runner import Runner, expand_grid, resolve_device
+    from hepad_bench.summary import summary_table
+
     reg = registry()
     if data_dir is not None and not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder")
@@ -267,14 +292,12 @@ def datasets_info(name: Annotated[str, typer.Argument(help="Dataset name.")]) ->
     """Print what a dataset is (distribution, files, data seeds, training data) and its card."""
     from rich.markdown import Markdown
 
-    from hepad_bench.dataset_tools import dataset_facts
-
     reg = registry()
-    cls, dist = reg.dataset(name), reg.datasets[name].distribution
-    for key, value in dataset_facts(cls, dist):
+    for key, value in reg.dataset_facts(name):
         out.print(f"{key}: {value}", highlight=False, markup=False, soft_wrap=True)
     out.print()
-    out.print(Markdown(cls.card) if cls.card else f"{name} has no card ({dist} provides none)")
+    card = reg.card(name)
+    out.print(Markdown(card) if card else f"{name} has no card ({reg.datasets[name].distribution} provides none)")
 
 
 @app.command("new-plugin")
@@ -329,7 +352,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in argv
     route_warnings()
     try:
-        _load_plugins()  # before parsing: plugins may add sub-commands (``hepad-bench generate ...``)
+        # before parsing: plugins may add sub-commands (``hepad-bench generate ...``); the core's commands skip that
+        _load_plugins(commands=_needs_plugin_commands(argv))
         code = app(args=argv, prog_name="hepad-bench", standalone_mode=False)  # Exit codes are returned, not raised
         if code == 130:  # typer turns Ctrl-C into Exit(130)
             err_console.print("[red]aborted[/red]")

@@ -12,12 +12,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: importing the contracts must stay cheap (no numpy, polars; see cli.py)
+    import numpy as np
 
-from hepad_bench.cost import ModelCost, torch_model_cost
-from hepad_bench.data import Benchmark, MetricValue, ScoredSignal, TrainingData
+    from hepad_bench.cost import ModelCost
+    from hepad_bench.data import Benchmark, MetricValue, ScoredSignal, TrainingData
 
 DETECTOR_KINDS = ("unsupervised", "weakly_supervised", "supervised")
 #: Where a detector's score may be used in a resonant search (see ``Detector.score_region``).
@@ -62,6 +63,8 @@ class FitContext:
 
     def rng(self, stream: int = 0) -> np.random.Generator:
         """An independent numpy generator for ``stream`` of this run's seed."""
+        import numpy as np
+
         return np.random.default_rng([self.seed, stream])
 
 
@@ -123,6 +126,8 @@ class Detector(ABC):
         The default finds the torch modules among the detector's attributes
         and counts what ``score`` runs on one event (None without torch).
         """
+        from hepad_bench.cost import torch_model_cost
+
         return torch_model_cost(self, events, mjj)
 
     def training_summary(self) -> dict[str, Any] | None:

@@ -153,17 +153,13 @@ def _section_markdown(section: Section, tables: list[Table], figures: list[tuple
 
 
 def plugin_defaults(registry) -> Callable[[str, str], dict[str, Any] | None]:
-    """Default options / config of an installed dataset / detector, None when it is not installed or has none."""
-    from dataclasses import is_dataclass
+    """Default options / config of an installed dataset / detector, None when it is not installed or has none.
 
-    from hepad_bench.params import as_dict
-
+    From the registry's metadata (the plugin metadata cache): a leaderboard imports no detector (no torch).
+    """
     def defaults(kind: str, name: str) -> dict[str, Any] | None:
         try:
-            cls = registry.dataset(name) if kind == "dataset" else registry.detector(name)
-            holder = getattr(cls, "Options" if kind == "dataset" else "Config")
-            instance = holder()
-            return as_dict(instance) if is_dataclass(instance) else None
+            return registry.defaults(kind, name)
         except Exception:  # unknown or broken plugin: labels and folders fall back (see collect)
             return None
 
