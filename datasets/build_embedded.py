@@ -8,13 +8,23 @@ One command, from the repository root, after ``hepad-bench generate l1`` and
 It reads the HDF5 with the SAME readers the public datasets use
 (``adc2021.read_particles``: layout validation and the 57 raw columns;
 ``lhco2020.read_lhco_table``: column validation), writes compact Parquet
-(zstd) into ``datasets/l1-pythia`` and ``datasets/dijet-pythia``
-(for dijet also, when the generator wrote the constituent file
-``events_anomalydetection_v2.h5``, ``events_ganae42.parquet``: the GAN-AE
-features computed by ``lhco_raw.read_raw_features``, the lhco2020 reader), and a
+(zstd) into ``datasets/l1-pythia`` and ``datasets/dijet-pythia``, and a
 ``provenance.json`` beside them with the generator's HDF5 attributes (command,
 seed, versions, cross sections), the sha256 of every input and output, and
-this command line. It exits with status 1 when the files total more than
+this command line.
+
+dijet-pythia holds two tables from two generation runs, each built on its own
+(``--dijet-table``, default: whichever the folder can make): ``events.parquet``
+(v1, the public LHCO columns, feature set cathode4) from a folder without
+constituents, and ``events_ganae42.parquet`` (v2: mjj, the 4 CATHODE and the
+42 GAN-AE features computed by ``lhco_raw.read_raw_features``, the lhco2020
+reader, from the constituent file ``events_anomalydetection_v2.h5``; float16
+with ``--dijet-float16``) from a folder with it. Building one leaves the other
+and its provenance record (the ``ganae42`` key of provenance.json) untouched::
+
+    python datasets/build_embedded.py --only dijet --dijet /work/gen/dijet-v2 --dijet-float16
+
+It exits with status 1 when the files of the folders built total more than
 ``--max-mb`` (25 MB), so the wheel stays small: then rerun with
 ``--l1-max-background`` to subsample.
 """
@@ -143,42 +153,70 @@ def build_lx(source: Path, out: Path, max_background: int | None = None, seed: i
                        {"max_background": max_background, "subsample_seed": seed})
 
 
-def build_dijet(source: Path, out: Path, float16: bool = False) -> dict[str, Any]:
-    """``events_anomalydetection_v2.features.h5`` (+ the constituent file) in ``source`` -> ``out``/events.parquet
-    (+ events_ganae42.parquet) + provenance."""
+def _dijet_source(path: Path, events: int) -> dict[str, Any]:
+    """The generated features file as a provenance source, with the generation record pandas stored on it."""
     import pandas as pd
 
-    from hepad_plugins.datasets import embedded, lhco2020, lhco_raw
-
-    path = source / lhco2020.FILE
-    if not path.is_file():
-        raise SystemExit(f"no {lhco2020.FILE} in {source}: run 'hepad-bench generate dijet' first")
-    table = lhco2020.read_lhco_table(path).with_columns(pl.col("label").cast(pl.Int8))
     attrs: dict[str, Any] = {}
     with pd.HDFStore(path, mode="r") as store:
         storer = store.get_storer(store.keys()[0])
         for key in storer.attrs._v_attrnamesuser:
             attrs[key] = _decode(getattr(storer.attrs, key))
-    sources = {"events": _source(path, table.height, attrs)}
-    outputs = {"events": _write(table, out / embedded.DIJET_EVENTS)}
+    return _source(path, events, attrs)
+
+
+def build_dijet(source: Path, out: Path, float16: bool = False, table: str = "auto") -> dict[str, Any]:
+    """The generated dijet files in ``source`` -> one table in ``out`` + its provenance.
+
+    ``table`` "events": ``events.parquet`` (the public LHCO columns; the v1
+    sample, feature set cathode4). "ganae42": ``events_ganae42.parquet``
+    (mjj, the 4 CATHODE and the 42 GAN-AE features computed from the
+    constituent file ``events_anomalydetection_v2.h5``, and label; the v2
+    sample, feature sets ganae42 and cathode4-v2). "auto": ganae42 when the
+    folder holds the constituent file, else events. The other table and its
+    provenance are left as they are: the two tables come from different
+    generation runs (see the card).
+    """
+    from hepad_plugins.datasets import embedded, lhco2020, lhco_raw
+
+    path = source / lhco2020.FILE
+    if not path.is_file():
+        raise SystemExit(f"no {lhco2020.FILE} in {source}: run 'hepad-bench generate dijet' first")
     raw_path = source / lhco_raw.RAW_FILE
-    target = out / embedded.DIJET_GANAE
-    if raw_path.is_file():
-        # the GAN-AE features through the same reader as lhco2020 -o features=ganae42
-        features = lhco_raw.read_raw_features(raw_path)
-        if features.height != table.height or features["label"].to_list() != table["label"].to_list():
-            raise SystemExit(f"{raw_path}: events do not match {path} row by row (labels differ)")
-        sources["constituents"] = _source(raw_path, features.height, {})
-        if float16:  # 11 significant bits: enough for these features (card), 40 % smaller
-            features = features.with_columns([pl.col(c).cast(pl.Float16) for c in features.columns if c != "label"])
-        outputs["ganae42"] = _write(features, target)
-    else:
-        print(f"dijet: no {lhco_raw.RAW_FILE} in {source}: no {target.name} (features=ganae42)", file=sys.stderr)
-        target.unlink(missing_ok=True)
-    return _provenance(out, "dijet", sources, outputs, {"ganae42_float16": float16})
+    if table == "auto":
+        table = "ganae42" if raw_path.is_file() else "events"
+    events = lhco2020.read_lhco_table(path).with_columns(pl.col("label").cast(pl.Int8))
+    sources = {"events": _dijet_source(path, events.height)}
+    if table == "events":
+        outputs = {"events": _write(events, out / embedded.DIJET_EVENTS)}
+        return _provenance(out, "dijet", sources, outputs, {}, part=None)
+    if not raw_path.is_file():
+        raise SystemExit(f"no {lhco_raw.RAW_FILE} in {source}: the ganae42 table needs the constituents "
+                         f"(generate with the current 'hepad-bench generate dijet')")
+    # the GAN-AE features through the same reader as lhco2020 -o features=ganae42
+    features = lhco_raw.read_raw_features(raw_path)
+    if features.height != events.height or features["label"].to_list() != events["label"].to_list():
+        raise SystemExit(f"{raw_path}: events do not match {path} row by row (labels differ)")
+    sources["constituents"] = _source(raw_path, features.height, {})
+    if float16:  # 11 significant bits: enough for these features (card), 40 % smaller
+        features = features.with_columns([pl.col(c).cast(pl.Float16) for c in features.columns if c != "label"])
+    outputs = {"ganae42": _write(features, out / embedded.DIJET_GANAE)}
+    return _provenance(out, "dijet (v2: constituents)", sources, outputs, {"float16": float16}, part="ganae42")
 
 
-def _provenance(out: Path, kind: str, sources: dict, outputs: dict, options: dict) -> dict[str, Any]:
+def shipped_outputs(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every output a provenance record lists: its own and those of the tables built apart (``part`` records)."""
+    found = list(record.get("outputs", {}).values())
+    for value in record.values():
+        if isinstance(value, dict) and "outputs" in value and "built_by" in value:
+            found += list(value["outputs"].values())
+    return found
+
+
+def _provenance(out: Path, kind: str, sources: dict, outputs: dict, options: dict,
+                part: str | None = None) -> dict[str, Any]:
+    """Write ``out``/provenance.json; a ``part`` (a table built on its own) replaces only its key in the record,
+    and a whole-folder build keeps the existing part records (the files they describe are untouched)."""
     from importlib.metadata import version
 
     record = {
@@ -191,7 +229,13 @@ def _provenance(out: Path, kind: str, sources: dict, outputs: dict, options: dic
         "sources": sources,
         "outputs": outputs,
     }
-    (out / "provenance.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    path = out / "provenance.json"
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    if part is not None:
+        record = previous | {part: record}
+    elif "ganae42" in previous:  # dijet: the v2 table's record outlives a rebuild of events.parquet
+        record["ganae42"] = previous["ganae42"]
+    path.write_text(json.dumps(record, indent=1, default=str) + "\n")
     return record
 
 
@@ -204,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--l1-max-background", type=int, default=None, help="subsample the l1 background")
     parser.add_argument("--max-mb", type=float, default=25.0, help="refuse a total above this (MB)")
     parser.add_argument("--dijet-float16", action="store_true", help="store the GAN-AE feature table as float16")
+    parser.add_argument("--dijet-table", choices=("auto", "events", "ganae42"), default="auto",
+                        help="dijet table to build: events.parquet (v1, cathode4), events_ganae42.parquet (v2, from "
+                             "the constituents), or auto: ganae42 when the folder has the constituent file")
     args = parser.parse_args(argv)
     records = {}
     if args.only == "lx-hlt":  # not in the default build until its sample ships (see its card)
@@ -211,13 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "l1"):
         records["l1-pythia"] = build_l1(args.l1, args.out / "l1-pythia", args.l1_max_background)
     if args.only in (None, "dijet"):
-        records["dijet-pythia"] = build_dijet(args.dijet, args.out / "dijet-pythia", float16=args.dijet_float16)
+        records["dijet-pythia"] = build_dijet(args.dijet, args.out / "dijet-pythia", float16=args.dijet_float16,
+                                              table=args.dijet_table)
     total = 0
-    for name, record in records.items():
-        for role, info in record["outputs"].items():
+    for name, record in records.items():  # every shipped file of the folders built, rebuilt now or not
+        for info in shipped_outputs(record):
             total += info["size"]
-            print(f"{name}/{info['file']}: {info['events']} events, {info['size'] / 1e6:.2f} MB ({role})")
-    print(f"total {total / 1e6:.2f} MB")
+            print(f"{name}/{info['file']}: {info['events']} events, {info['size'] / 1e6:.2f} MB")
+    print(f"total {total / 1e6:.2f} MB (the folders built)")
     if total > args.max_mb * 1e6:
         print(f"error: above --max-mb {args.max_mb}; rerun with --l1-max-background", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ from hepad_bench.contracts import Progress
 from hepad_bench.errors import DataError, UserError
 from hepad_bench.params import build_config
 from hepad_plugins.datasets import embedded, lhco2020, lhco_raw
+from hepad_plugins.datasets._common import sha256_of
 from hepad_plugins.datasets.embedded import DijetPythia
 from hepad_plugins.datasets.lhco2020 import LHCO2020
 from hepad_plugins.generators import jet_features as jf
@@ -171,16 +172,42 @@ def test_dijet_pythia_ganae42_is_built_from_the_constituents(tmp_path, monkeypat
     monkeypatch.setattr(embedded, "dataset_folder", lambda name: out / name)
     with pytest.raises(UserError, match="events_ganae42.parquet"):
         load(DijetPythia, None, features="ganae42")
+    # the v1 table (events.parquet) first, from the features file alone, as the shipped sample was built
+    assert build_module().main(["--only", "dijet", "--dijet", str(gen), "--out", str(out),
+                                "--dijet-table", "events"]) == 0
+    v1 = (out / "dijet-pythia" / embedded.DIJET_EVENTS).read_bytes()
+    v1_record = json.loads((out / "dijet-pythia" / "provenance.json").read_text())
+    assert not (out / "dijet-pythia" / embedded.DIJET_GANAE).exists()
+    # the folder has constituents: the default builds the ganae42 table only and leaves events.parquet alone
     assert build_module().main(["--only", "dijet", "--dijet", str(gen), "--out", str(out)]) == 0
+    assert (out / "dijet-pythia" / embedded.DIJET_EVENTS).read_bytes() == v1
     record = json.loads((out / "dijet-pythia" / "provenance.json").read_text())
-    assert record["outputs"]["ganae42"]["events"] == 700 and "constituents" in record["sources"]
+    assert {k: v for k, v in record.items() if k != "ganae42"} == v1_record  # the v1 record is untouched
+    part = record["ganae42"]
+    assert part["outputs"]["ganae42"]["events"] == 700 and "constituents" in part["sources"]
     table = pl.read_parquet(out / "dijet-pythia" / embedded.DIJET_GANAE)
+    assert part["outputs"]["ganae42"]["sha256"] == sha256_of(out / "dijet-pythia" / embedded.DIJET_GANAE)
     direct = lhco_raw.read_raw_features(raw_path)
     assert table.equals(direct)
     b = load(DijetPythia, None, features="ganae42", n_signal=30, min_region_events=10)
     assert b.features == jf.GANAE42 and b.features_of(b.test).shape[1] == 42
+    assert b.meta["provenance"]["sources"]["constituents"]["sha256"] == part["sources"]["constituents"]["sha256"]
     c = load(DijetPythia, None, n_signal=30, min_region_events=10)  # the default feature set still reads events.parquet
-    assert c.features == lhco2020.FEATURES
+    assert c.features == lhco2020.FEATURES and "constituents" not in c.meta["provenance"]["sources"]
+    # cathode4-v2: the CATHODE features of the v2 events, split exactly like ganae42 (same rows, same mjj)
+    v = load(DijetPythia, None, features="cathode4-v2", n_signal=30, min_region_events=10)
+    assert v.features == lhco2020.FEATURES and v.meta["feature_set"] == "cathode4-v2"
+    assert v.train.height == b.train.height and v.test.height == b.test.height
+    np.testing.assert_array_equal(v.train[lhco2020.RESONANT].to_numpy(), b.train[lhco2020.RESONANT].to_numpy())
+    raw = load(DijetPythia, None, features="cathode4-v2", n_signal=30, min_region_events=10, preprocessing="none")
+    bg = direct.filter(pl.col("label") == 0)
+    for name in lhco2020.FEATURES:  # the values are the table's own CATHODE columns, row by row (matched on mjj)
+        lookup = dict(zip(bg["mjj"].to_list(), bg[name].to_list()))
+        assert raw.test[name].to_list() == [lookup[m] for m in raw.test["mjj"].to_list()]
+    # a rebuild of events.parquet keeps the ganae42 record (its file is untouched)
+    assert build_module().main(["--only", "dijet", "--dijet", str(gen), "--out", str(out),
+                                "--dijet-table", "events"]) == 0
+    assert json.loads((out / "dijet-pythia" / "provenance.json").read_text())["ganae42"] == part
     # float16 on disk: smaller, read back as float32 within float16 rounding (2^-11 relative)
     size32 = (out / "dijet-pythia" / embedded.DIJET_GANAE).stat().st_size
     assert build_module().main(["--only", "dijet", "--dijet", str(gen), "--out", str(out), "--dijet-float16"]) == 0

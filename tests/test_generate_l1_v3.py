@@ -268,3 +268,55 @@ def test_v3_mixture_follows_cross_section_arithmetic(tmp_path, monkeypatch):
 
 def test_the_view_reads_the_columns_the_generator_writes():
     assert lx_hlt.HLT_COLUMNS == ds.HLT_COLUMNS
+
+
+# ---- QCD with a pTHat bias (the cheaper QCD plan of the l1-pythia card) ----------------------------------
+
+def test_qcd_bias_settings_only_for_qcd_and_in_the_chunk_key():
+    biased = replace(l1.V3, qcd_bias_pow=4.0)
+    assert "PhaseSpace:bias2SelectionPow = 4" in biased.settings("QCD") and biased.biased("QCD")
+    assert biased.settings("W") == l1.V3.settings("W") and not biased.biased("W")
+    assert l1.V3.settings("QCD") == l1.BACKGROUND_SETTINGS["QCD"]  # unbiased V3 is unchanged, and so is its key
+    assert biased.key != l1.V3.key and "qb" not in l1.V3.key
+
+
+def test_weighted_filter_efficiency_is_the_passing_share_of_the_weights():
+    # hand-made merged metadata: 4 tried events of weights 1, 1, 2, 6; the last two pass -> eff = 8 / 10
+    meta = {"_sigma_gen_mb": 2e-6, "_n_tried": 4, "_n_kept": 2, "_n_wsum_tried": 10.0, "_n_wsum_kept": 8.0}
+    sigma_pb, eff = l1.filtered_sigma_pb(meta)
+    assert eff == pytest.approx(0.8) and sigma_pb == pytest.approx(2e-6 * 1e9 * 0.8)
+    unweighted = {k: v for k, v in meta.items() if "wsum" not in k}
+    assert l1.filtered_sigma_pb(unweighted)[1] == pytest.approx(0.5)
+
+
+def _hard_process_sample(config, n, seed):
+    """(pTHat, weight) of ``n`` QCD hard processes only (no shower, no hadrons: fast)."""
+    from hepad_plugins.generators.pythia_util import make_pythia
+
+    pythia = make_pythia((*config.settings("QCD"), "PartonLevel:all = off", "HadronLevel:all = off"), seed)
+    rows = []
+    while len(rows) < n:
+        if pythia.next():
+            info = pythia.infoPython()  # a snapshot of this event
+            rows.append((info.pTHat(), info.weight()))
+    return np.array(rows), float(pythia.infoPython().sigmaGen())
+
+
+def test_qcd_bias_weights_give_back_the_unbiased_pthat_spectrum_and_cross_section():
+    """The card's plan rests on this: Pythia's weights undo the bias and sigmaGen stays the unbiased one."""
+    pytest.importorskip("pythia8mc")
+    plain, sigma_plain = _hard_process_sample(l1.V3, 3000, 21)
+    biased, sigma_biased = _hard_process_sample(replace(l1.V3, qcd_bias_pow=4.0), 3000, 22)
+    assert np.all(plain[:, 1] == 1.0) and biased[:, 1].std() > 0
+    # the bias makes hard events common, the weights compensate: P(pTHat > 40 GeV) agrees within statistics
+    p_plain = np.mean(plain[:, 0] > 40)
+    assert np.mean(biased[:, 0] > 40) > 5 * p_plain
+    w = biased[:, 1]
+    p_weighted = w[biased[:, 0] > 40].sum() / w.sum()
+    n_eff = w.sum() ** 2 / (w**2).sum()
+    err = np.sqrt(p_plain * (1 - p_plain) / len(plain) + p_plain * (1 - p_plain) / n_eff)
+    assert abs(p_weighted - p_plain) < 4 * err
+    # the weight is 1 / (pTHat / 20 GeV)^4 up to one normalisation
+    np.testing.assert_allclose(w * (biased[:, 0] / 20.0) ** 4 / np.median(w * (biased[:, 0] / 20.0) ** 4), 1.0,
+                               rtol=1e-6)
+    assert sigma_biased == pytest.approx(sigma_plain, rel=0.1)

@@ -87,12 +87,14 @@ PARTICLES_NAMES = [b"Pt", b"Eta", b"Phi", b"Class"]
 PARTICLES_CLASSES = [b"MET_class_1", b"Four_Ele_class_2", b"Four_Mu_class_3", b"Ten_Jet_class_4"]
 BACKGROUND_FILE = "background_for_training.h5"
 MB_TO_PB = 1e9
+#: QCD's generation cut (GeV), also the reference scale of its optional pTHat bias.
+QCD_PTHAT_MIN = 20.0
 
 BACKGROUND_SETTINGS: dict[str, tuple[str, ...]] = {
     "W": ("WeakSingleBoson:ffbar2W = on", "24:onMode = off", "24:onIfAny = 11 13 15"),
     "Z": ("WeakSingleBoson:ffbar2gmZ = on", "23:onMode = off", "23:onIfAny = 11 13 15", "PhaseSpace:mHatMin = 40"),
     "ttbar": ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on"),
-    "QCD": ("HardQCD:hardbbbar = on", "HardQCD:hardccbar = on", "PhaseSpace:pTHatMin = 20"),
+    "QCD": ("HardQCD:hardbbbar = on", "HardQCD:hardccbar = on", f"PhaseSpace:pTHatMin = {QCD_PTHAT_MIN:g}"),
 }
 
 SIGNAL_SETTINGS: dict[str, tuple[str, ...]] = {
@@ -154,6 +156,23 @@ class L1Config:
     #: below this pilot filter efficiency a process keeps only its pilot events (v2: QCD); v3 generates QCD
     min_main_efficiency: float = MIN_MAIN_EFFICIENCY
     detector: detector_sim.DetectorConfig = field(default_factory=detector_sim.DetectorConfig)
+    #: QCD only: sample pTHat with the bias (pTHat / qcd_bias_ref)^qcd_bias_pow, undone by Pythia's event weight
+    #: (PhaseSpace:bias2Selection), so hard events, the ones whose b/c leptons pass the trigger, come more often;
+    #: 0 = unbiased. Measured in benchmarks/l1_qcd_bias.py, plan in the l1-pythia card.
+    qcd_bias_pow: float = 0.0
+    qcd_bias_ref: float = QCD_PTHAT_MIN
+
+    def settings(self, process: str) -> tuple[str, ...]:
+        """The Pythia settings of ``process`` under this configuration."""
+        lines = settings_for(process, self.natural_taus)
+        if self.biased(process):
+            lines = (*lines, "PhaseSpace:bias2Selection = on", f"PhaseSpace:bias2SelectionPow = {self.qcd_bias_pow:g}",
+                     f"PhaseSpace:bias2SelectionRef = {self.qcd_bias_ref:g}")
+        return lines
+
+    def biased(self, process: str) -> bool:
+        """Whether ``process`` is generated with weighted events (then chunks carry ``EventWeight``)."""
+        return process == "QCD" and self.qcd_bias_pow > 0
 
     @property
     def key(self) -> str:
@@ -161,7 +180,8 @@ class L1Config:
         if self.version == 2:
             return f"l1-v1-ue{int(self.underlying_event)}"  # the key samples of version 2 were made with
         return (f"l1-v{self.version}-ue{int(self.underlying_event)}-pu{self.pileup_mu:g}x{self.pileup_pool}"
-                f"-tau{int(self.natural_taus)}-iso{self.detector.iso_max:g}-pre{self.prefilter_pt:g}")
+                f"-tau{int(self.natural_taus)}-iso{self.detector.iso_max:g}-pre{self.prefilter_pt:g}"
+                + (f"-qb{self.qcd_bias_pow:g}x{self.qcd_bias_ref:g}" if self.qcd_bias_pow > 0 else ""))
 
 
 #: The pre-trigger: the trigger lepton (pT > 23 GeV after a 1-2 % resolution) needs a true one above 20 GeV.
@@ -241,15 +261,21 @@ def _batches(process: str, seed: int, config: L1Config):
     pile-up overlay and the detector (it fails the trigger; rows stay zero).
     """
     mpi = () if config.underlying_event else ("PartonLevel:MPI = off",)
-    pythia = make_pythia((*settings_for(process, config.natural_taus), *mpi), seed)
+    pythia = make_pythia((*config.settings(process), *mpi), seed)
+    # then extras["EventWeight"] and ["EventPtHat"]: Pythia's weight and pTHat of every generated event
+    weighted = config.biased(process)
     rng = np.random.default_rng(seed)  # detector smearing, from the same chunk seed
     pool = PileupPool(config.pileup_pool, pileup_seed(seed)) if config.pileup_mu > 0 else None
     pu_rng = np.random.default_rng([seed, 2])
     while True:
         blocks, heavy_blocks, pu_flags, n_pileup, selected, n_batch = [], [], [], [], [], 0
+        event_weights: list[tuple[float, float]] = []
         while n_batch < BATCH:
             if not pythia.next():
                 continue  # Pythia counts the failure in its own cross-section bookkeeping
+            if weighted:  # infoPython() is a snapshot (a kept one would not follow the event): ask each time
+                info = pythia.infoPython()
+                event_weights.append((float(info.weight()), float(info.pTHat())))
             if config.hlt_record:
                 fs, heavy = final_state_and_heavy(pythia.event)
             else:
@@ -274,6 +300,8 @@ def _batches(process: str, seed: int, config: L1Config):
         passed = np.zeros(n_batch, dtype=bool)
         extras = {"HLT": np.zeros((n_batch, len(detector_sim.HLT_COLUMNS)), dtype=np.float32),
                   "NPileup": np.zeros(n_batch, dtype=np.int16)} if config.hlt_record else {}
+        if weighted:
+            extras["EventWeight"], extras["EventPtHat"] = np.asarray(event_weights, dtype=np.float64).reshape(-1, 2).T
         if selected:
             n_sel = len(selected)
             flat = np.concatenate(blocks)
@@ -307,16 +335,20 @@ def make_chunk(process: str, n_events: int, seed: int, underlying_event: bool = 
     kept: list[np.ndarray] = []
     kept_extras: dict[str, list[np.ndarray]] = {}
     n_kept = n_tried = 0
+    wsum_tried = 0.0
     pythia = None
     for pythia, particles, passed, extras in _batches(process, seed, config):
         index = np.flatnonzero(passed)
         need = n_events - n_kept
         if len(index) >= need:
             # Tried events count up to the last one kept, so kept/tried is unbiased.
-            n_tried += int(index[need - 1]) + 1
+            stop = int(index[need - 1]) + 1
             index = index[:need]
         else:
-            n_tried += len(passed)
+            stop = len(passed)
+        n_tried += stop
+        if "EventWeight" in extras:
+            wsum_tried += float(extras["EventWeight"][:stop].sum())
         kept.append(particles[index])
         for name, values in extras.items():
             kept_extras.setdefault(name, []).append(values[index])
@@ -325,8 +357,16 @@ def make_chunk(process: str, n_events: int, seed: int, underlying_event: bool = 
             raise RuntimeError(f"{process}: only {n_kept} of {n_events} events passed the trigger in {n_tried} tries")
         if n_kept >= n_events:
             break
-    return {"Particles": np.concatenate(kept), **{k: np.concatenate(v) for k, v in kept_extras.items()},
-            **_meta(pythia, n_tried, n_kept)}
+    out = {"Particles": np.concatenate(kept), **{k: np.concatenate(v) for k, v in kept_extras.items()},
+           **_meta(pythia, n_tried, n_kept)}
+    if "EventWeight" in out:
+        out |= _weight_sums(wsum_tried, float(out["EventWeight"].sum()))
+    return out
+
+
+def _weight_sums(tried: float, kept: float) -> dict[str, np.ndarray]:
+    """Weighted counts of a chunk of weighted events ("_n_" keys: chunks add them up)."""
+    return {"_n_wsum_tried": np.asarray(tried), "_n_wsum_kept": np.asarray(kept)}
 
 
 def pilot_chunk(process: str, n_tried: int, seed: int, underlying_event: bool = False,
@@ -348,12 +388,24 @@ def pilot_chunk(process: str, n_tried: int, seed: int, underlying_event: bool = 
             break
     particles, passed = np.concatenate(blocks)[:n_tried], np.concatenate(flags)[:n_tried]
     extras = {k: np.concatenate(v)[:n_tried] for k, v in extra_blocks.items()}
-    return {"Particles": particles, "passed": passed, **extras, **_meta(pythia, n_tried, int(passed.sum()))}
+    out = {"Particles": particles, "passed": passed, **extras, **_meta(pythia, n_tried, int(passed.sum()))}
+    if "EventWeight" in extras:
+        w = extras["EventWeight"]
+        out |= _weight_sums(float(w.sum()), float(w[passed].sum()))
+    return out
 
 
 def filtered_sigma_pb(meta: dict[str, np.ndarray]) -> tuple[float, float]:
-    """(sigma x filter efficiency in pb, filter efficiency) from a process's merged metadata."""
-    eff = float(meta["_n_kept"]) / float(meta["_n_tried"]) if float(meta["_n_tried"]) > 0 else 0.0
+    """(sigma x filter efficiency in pb, filter efficiency) from a process's merged metadata.
+
+    Weighted events (a pTHat bias): the efficiency is the passing share of the
+    summed event weights (Pythia's sigmaGen already is the unbiased cross section).
+    """
+    if "_n_wsum_tried" in meta:
+        kept, tried = float(meta["_n_wsum_kept"]), float(meta["_n_wsum_tried"])
+    else:
+        kept, tried = float(meta["_n_kept"]), float(meta["_n_tried"])
+    eff = kept / tried if tried > 0 else 0.0
     return float(meta["_sigma_gen_mb"]) * MB_TO_PB * eff, eff
 
 
@@ -417,6 +469,7 @@ def generate(out: Path, events: int, seed: int, signal_events: int, workers: int
     worker_pilot = partial(pilot_chunk, config=config)
     worker_main = partial(make_chunk, config=config)
     extra_names = ("HLT", "NPileup") if config.hlt_record else ()
+    weighted = [p for p in BACKGROUND_SETTINGS if config.biased(p)]  # processes with Pythia event weights
 
     n_pilot = pilot_tries(events)
     pilot_jobs = [ProcessJob(p, n_pilot * (QCD_PILOT_FACTOR if p == "QCD" else 1)) for p in backgrounds]
@@ -424,7 +477,8 @@ def generate(out: Path, events: int, seed: int, signal_events: int, workers: int
                         chunk_size=max(100, n_pilot // 2), settings_key=key,
                         stream="pilot")  # its kept events join the sample: they must not replay the main run's
     pilot_kept = {p: pilot[p]["Particles"][pilot[p]["passed"]] for p in backgrounds}
-    pilot_extras = {p: {k: pilot[p][k][pilot[p]["passed"]] for k in extra_names} for p in backgrounds}
+    pilot_extras = {p: {k: pilot[p][k][pilot[p]["passed"]] for k in (*extra_names, *(("EventWeight",) * (p in weighted)))}
+                    for p in backgrounds}
     pilot_sigma = {p: filtered_sigma_pb(pilot[p])[0] for p in backgrounds}
     targets = mixture_counts(pilot_sigma, events)
     main_jobs = []
@@ -453,15 +507,25 @@ def generate(out: Path, events: int, seed: int, signal_events: int, workers: int
             sig_w.append((float(main[p]["_sigma_gen_mb"]), float(main[p]["_n_tried"])))
         sigma_mb = sum(s * w for s, w in sig_w) / sum(w for _s, w in sig_w)
         eff = kept / tried
+        event_w = None
+        if p in weighted:  # weighted events: the passing share of the weights, and per-event shares of it
+            w_tried = sum(float(r[p].get("_n_wsum_tried", 0.0)) for r in (pilot, main))
+            w_kept = sum(float(r[p].get("_n_wsum_kept", 0.0)) for r in (pilot, main))
+            eff = w_kept / w_tried if w_tried > 0 else 0.0
+            pieces = [pilot_extras[p]["EventWeight"]] + ([main[p]["EventWeight"]] if "EventWeight" in main[p] else [])
+            event_w = np.concatenate(pieces)[: targets[p]]
         sigma_eff_pb = sigma_mb * MB_TO_PB * eff
         per_process[p] = {"sigma_gen_pb": sigma_mb * MB_TO_PB, "filter_efficiency": eff, "sigma_x_eff_pb": sigma_eff_pb,
                           "n_tried": tried, "n_passed": kept, "n_events": len(ev),
-                          "settings": list(BACKGROUND_SETTINGS[p])}
+                          "settings": list(config.settings(p))}
         if kept == 0:  # nothing passed: say how small it is (95 % CL upper limit, 3 events)
             per_process[p]["sigma_x_eff_pb_upper_95"] = sigma_mb * MB_TO_PB * 3.0 / tried
         blocks.append(ev)
         process_ids.append(np.full(len(ev), i, dtype=np.int8))
-        weights.append(np.full(len(ev), sigma_eff_pb / max(len(ev), 1)))
+        if event_w is not None and event_w.sum() > 0:  # sum over the process stays sigma x eff
+            weights.append(sigma_eff_pb * event_w / event_w.sum())
+        else:
+            weights.append(np.full(len(ev), sigma_eff_pb / max(len(ev), 1)))
     total_sigma = sum(v["sigma_x_eff_pb"] for v in per_process.values())
     n_total = sum(v["n_events"] for v in per_process.values())
     for v in per_process.values():
