@@ -154,10 +154,12 @@ def run(
     -o sr_scan=LOW:HIGH:STEP runs one training per signal-region window and
     reports the best window with its global significance.
     """
-    reg = registry()
-    from hepad_bench.executors import make_executor
+    from hepad_bench.executors import make_executor, plugin_modules
 
     pool = make_executor(executor, jobs, scheduler)  # None: in this process
+    if pool is not None:
+        pool.start()  # the workers start while this process loads the plugins and pre-flights the grid
+    reg = registry()
     if data_dir is not None and not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder")
     specs = expand_grid(
@@ -168,11 +170,9 @@ def run(
     started = time.perf_counter()
     with RichProgress(enabled=not quiet) as progress, (pool or nullcontext()):
         runner = Runner(reg, output, data_dir=data_dir, progress=progress, force=force, timeout=timeout)
-        if pool is not None:  # the workers start (and import the grid's plugins) while this process pre-flights
-            runner.validate(specs)  # names first: a typo must not cost a cluster start
-            from hepad_bench.executors import plugin_modules
-
-            pool.start(warm=plugin_modules(reg, specs))
+        if pool is not None:
+            runner.validate(specs)  # names first, so that the workers import only plugins that exist
+            pool.warm(plugin_modules(reg, specs))  # while this process pre-flights
         specs = runner.expand(specs, null_controls=null_controls)  # scan windows, null-control twins
         runner.preflight(specs)  # names, parameters, output, data: everything checkable before training
         results = []

@@ -279,16 +279,21 @@ class LocalPool:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def start(self, warm: list[str] = ()) -> None:
-        """Start the workers (if not yet) and have them import the modules ``warm``."""
+    def start(self) -> None:
+        """Start the workers (if not yet); they start importing while this process goes on."""
+        import atexit
         import multiprocessing
 
         self._ctx = multiprocessing.get_context("spawn")
         with thread_env(self.threads):
             while len(self.slots) < self.jobs:
                 self.slots.append(_Slot(self._ctx))
+        atexit.register(self.close)  # non-daemon workers: an early exit (a user error) must not wait on them
+
+    def warm(self, modules: list[str]) -> None:
+        """Have every worker import ``modules`` (the grid's plugins) now, before its first run."""
         for slot in self.slots:
-            slot.conn.send(("import", list(warm)))
+            slot.conn.send(("import", list(modules)))
 
     def close(self) -> None:
         for slot in self.slots:
@@ -371,7 +376,12 @@ class DaskPool:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def start(self, warm: list[str] = ()) -> None:
+    def start(self) -> None:
+        """Nothing yet: the cluster is reached (or a LocalCluster started, seconds) when the grid is pre-flighted,
+        so that a typo's error does not wait for it."""
+
+    def _connect(self) -> None:
+        import atexit
         import logging
 
         from distributed import Client, LocalCluster
@@ -389,6 +399,10 @@ class DaskPool:
             self.cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
                                         dashboard_address=None, silence_logs=logging.ERROR)
         self.client = Client(self.cluster)
+        atexit.register(self.close)
+
+    def warm(self, modules: list[str]) -> None:
+        """Nothing: a Dask worker imports a plugin when it unpickles its first task."""
 
     def close(self) -> None:
         if self.client is not None:
@@ -400,7 +414,7 @@ class DaskPool:
     def map(self, runner: Runner, specs: list[RunSpec], folders: dict[RunSpec, Path]) -> Iterator[Finished]:
         from distributed import as_completed
 
-        self.start()
+        self._connect()
         recipe = WorkerRecipe.of(runner, specs, self.threads)
         pending: dict[str, RunSpec] = {}
 
