@@ -395,7 +395,10 @@ class DaskPool:
                 raise UserError(f"cannot reach the Dask scheduler at {self.scheduler} ({exc}); "
                                 "check --scheduler and that the cluster is up") from None
             return
-        with thread_env(self.threads):
+        import dask
+
+        # not daemonic: a worker may start its own child process (--timeout runs each run in one)
+        with thread_env(self.threads), dask.config.set({"distributed.worker.daemon": False}):
             self.cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
                                         dashboard_address=None, silence_logs=logging.ERROR)
         self.client = Client(self.cluster)
