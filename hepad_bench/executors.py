@@ -35,6 +35,7 @@ import os
 import time
 import traceback
 import uuid
+import warnings
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,14 +73,13 @@ def limit_threads(threads: int) -> None:
     """Cap the BLAS/OpenMP pools (threadpoolctl) and torch's intra-op threads of this process at ``threads``."""
     for name in THREAD_ENV:  # for libraries this process has not loaded yet
         os.environ[name] = str(threads)
+    import sys
+
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads)  # applies to the pools already loaded, process-wide
-    try:
-        import torch
-    except ImportError:
-        return
-    torch.set_num_threads(threads)
+    if "torch" in sys.modules:  # else torch reads OMP_NUM_THREADS when it loads (importing it here costs seconds)
+        sys.modules["torch"].set_num_threads(threads)
 
 
 @contextmanager
@@ -177,8 +177,10 @@ def execute(recipe: WorkerRecipe, spec: RunSpec, wait: bool) -> Finished:
     runner = _RUNNERS[recipe.token]
     runner.progress = progress = CollectingProgress()
     started = time.perf_counter()
-    result = runner.run_one(spec, wait=wait)
-    return Finished(result, time.perf_counter() - started, progress.messages, f"{socket.gethostname()}:{os.getpid()}")
+    with warnings.catch_warnings(record=True) as caught:  # Python warnings too go to the parent, as one line each
+        result = runner.run_one(spec, wait=wait)
+    messages = progress.messages + [("warning", " ".join(str(w.message).split())) for w in caught]
+    return Finished(result, time.perf_counter() - started, messages, f"{socket.gethostname()}:{os.getpid()}")
 
 
 def record_lost_run(runner: Runner, spec: RunSpec, folder: Path, reason: str) -> RunResult:
@@ -244,6 +246,7 @@ class _Slot:
         self.process.start()
         child.close()
         self.task: tuple[RunSpec, bool] | None = None
+        self.detectors: set[str] = set()  # detectors this worker has run (its one-off costs are paid)
 
     def stop(self) -> None:
         if self.process.is_alive():
@@ -251,11 +254,28 @@ class _Slot:
                 self.conn.send(None)
             except OSError:
                 pass
-            self.process.join(5)
+            self.process.join(1)  # an idle worker exits at once; one still importing or running is killed
         if self.process.is_alive():
             self.process.kill()
         self.process.join()
         self.conn.close()
+
+
+def _next_for(slot: _Slot, todo: deque[tuple[RunSpec, bool]], slots: list[_Slot]) -> tuple[RunSpec, bool]:
+    """The task an idle worker takes: its own detector's next run, else that of the detector fewest workers run.
+
+    A detector's first run in a process pays one-off costs (imports, numba compilation, torch start-up: seconds
+    against a small run's fraction of a second), so each detector stays with as few workers as keep them all busy.
+    """
+    def rank(item: tuple[int, tuple[RunSpec, bool]]) -> tuple[int, int]:
+        index, (spec, _) = item
+        if spec.detector in slot.detectors:
+            return (0, index)
+        return (1 + sum(spec.detector in other.detectors for other in slots), index)
+
+    index, task = min(enumerate(todo), key=rank)
+    del todo[index]
+    return task
 
 
 class LocalPool:
@@ -315,7 +335,8 @@ class LocalPool:
                 later.clear()
             for slot in slots:
                 if slot.task is None and todo:
-                    slot.task = todo.popleft()
+                    slot.task = _next_for(slot, todo, slots)
+                    slot.detectors.add(slot.task[0].detector)
                     slot.conn.send(("run", recipe, *slot.task))
             busy = [s for s in slots if s.task]
             ready = wait_any([s.conn for s in busy] + [s.process.sentinel for s in busy])
