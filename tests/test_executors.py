@@ -139,3 +139,21 @@ def test_limit_threads_caps_blas_and_torch():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "[1]"]
+
+
+def test_an_idle_worker_keeps_to_its_detectors_then_takes_the_least_shared_one():
+    from collections import deque
+    from types import SimpleNamespace
+
+    from hepad_bench.executors import _next_for
+
+    a, b = SimpleNamespace(detectors={"iforest"}), SimpleNamespace(detectors={"hbos"})
+    todo = deque((RunSpec("d", det, seed=s), False) for det in ("iforest", "hbos", "ae") for s in (1, 2))
+    assert _next_for(b, todo, [a, b])[0] == RunSpec("d", "hbos", seed=1)  # its own detector first
+    assert _next_for(b, todo, [a, b])[0] == RunSpec("d", "hbos", seed=2)
+    assert _next_for(b, todo, [a, b])[0].detector == "ae"  # nobody runs ae yet, a runs iforest
+    b.detectors.add("ae")
+    assert _next_for(a, todo, [a, b])[0] == RunSpec("d", "iforest", seed=1)
+    assert _next_for(a, todo, [a, b])[0] == RunSpec("d", "iforest", seed=2)
+    assert _next_for(a, todo, [a, b])[0] == RunSpec("d", "ae", seed=2)  # what is left, in grid order
+    assert not todo
