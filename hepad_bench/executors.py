@@ -333,14 +333,17 @@ class LocalPool:
             if not todo and not any(s.task for s in slots):
                 todo.extend((spec, True) for spec in later)
                 later.clear()
-            for slot in slots:
+            for i, slot in enumerate(slots):
                 if slot.task is None and todo:
+                    if not slot.process.is_alive():  # its worker died: a fresh one for the rest of the grid
+                        with thread_env(self.threads):
+                            slots[i] = slot = _Slot(self._ctx)
                     slot.task = _next_for(slot, todo, slots)
                     slot.detectors.add(slot.task[0].detector)
                     slot.conn.send(("run", recipe, *slot.task))
             busy = [s for s in slots if s.task]
             ready = wait_any([s.conn for s in busy] + [s.process.sentinel for s in busy])
-            for i, slot in enumerate(slots):
+            for slot in slots:
                 if slot.task is None or (slot.conn not in ready and slot.process.sentinel not in ready):
                     continue
                 spec, _ = slot.task
@@ -351,11 +354,7 @@ class LocalPool:
                     reason = (f"the worker process running this run died (exit code {slot.process.exitcode}); "
                               "not retried in this grid")
                     slot.stop()
-                    if todo or later:  # a fresh worker for the rest of the grid
-                        with thread_env(self.threads):
-                            slots[i] = _Slot(self._ctx)
-                    else:
-                        slot.task = None
+                    slot.task = None  # replaced when there is work for it
                     yield Finished(record_lost_run(runner, spec, folders[spec], reason), 0.0, [], "lost")
                     continue
                 slot.task = None

@@ -17,9 +17,8 @@ import polars as pl
 import pytest
 
 import fault_plugin
-import toy_plugin
-from hepad_bench import cli, store
-from hepad_bench.executors import DaskPool, LocalPool, limit_threads, run_grid, threads_per_worker
+from hepad_bench import store
+from hepad_bench.executors import DaskPool, LocalPool, run_grid, threads_per_worker
 from hepad_bench.plugins import load_registry
 from hepad_bench.runner import Runner, RunSpec, expand_grid
 from test_faults import invoke, lines_of, toy_cli, tree_digest  # noqa: F401 - toy_cli is a fixture
