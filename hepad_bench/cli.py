@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -165,6 +166,9 @@ def run(
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     timeout: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds a run may take; a run over it is killed and recorded as failed (runs in a child process).")] = None,
     null_controls: Annotated[bool, typer.Option(help="Also run each resonant run on its background-only twin.")] = True,
+    jobs: Annotated[int, typer.Option(min=1, help="Runs computed at once: worker processes (local) or LocalCluster workers (dask), each with cores/N threads.")] = 1,
+    executor: Annotated[str, typer.Option(help="local (this machine) or dask (a dask.distributed cluster).")] = "local",
+    scheduler: Annotated[Optional[str], typer.Option(help="Address of an existing Dask scheduler (with --executor dask); without it a LocalCluster of --jobs workers.")] = None,
 ) -> None:
     """Train and score detectors on datasets; store every run under OUTPUT.
 
@@ -179,7 +183,11 @@ def run(
     """
     from hepad_bench.runner import Runner, expand_grid, resolve_device
     from hepad_bench.summary import summary_table
+    from hepad_bench.executors import make_executor, plugin_modules
 
+    pool = make_executor(executor, jobs, scheduler)  # None: in this process
+    if pool is not None:
+        pool.start()  # the workers start while this process loads the plugins and pre-flights the grid
     reg = registry()
     if data_dir is not None and not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder")
@@ -189,8 +197,11 @@ def run(
         device=resolve_device(device), max_events=max_events, data_seeds=sorted(set(data_seed or [])),
     )
     started = time.perf_counter()
-    with RichProgress(enabled=not quiet) as progress:
+    with RichProgress(enabled=not quiet) as progress, (pool or nullcontext()):
         runner = Runner(reg, output, data_dir=data_dir, progress=progress, force=force, timeout=timeout)
+        if pool is not None:
+            runner.validate(specs)  # names first, so that the workers import only plugins that exist
+            pool.warm(plugin_modules(reg, specs))  # while this process pre-flights
         specs = runner.expand(specs, null_controls=null_controls)  # scan windows, null-control twins
         runner.preflight(specs)  # names, parameters, output, data: everything checkable before training
         results = []
@@ -204,12 +215,15 @@ def run(
             progress.line(f"run {next(counter, len(specs))}/{len(specs)}: {spec.dataset} x {spec.detector}, "
                           f"{data}seed {spec.seed} ({spec.device}{null})")
 
-        for res in runner.iter_grid(specs, on_start=on_start):
-            t0 = run_started[0]
-            results.append(res)
-            note = res.error if res.status == "failed" else str(res.folder)
-            progress.line(f"  {res.status} in {time.perf_counter() - t0:.1f} s: {note}",
-                          style="red" if res.status == "failed" else None)
+        if pool is None:
+            for res in runner.iter_grid(specs, on_start=on_start):
+                t0 = run_started[0]
+                results.append(res)
+                note = res.error if res.status == "failed" else str(res.folder)
+                progress.line(f"  {res.status} in {time.perf_counter() - t0:.1f} s: {note}",
+                              style="red" if res.status == "failed" else None)
+        else:
+            results = _run_on_executor(pool, runner, specs, progress)
     table, footer = summary_table(results)
     out.print(table)
     for line in footer:
@@ -219,6 +233,26 @@ def run(
     _grid_end_line(results, time.perf_counter() - started, output)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
+
+
+def _run_on_executor(pool, runner: Runner, specs: list, progress: RichProgress) -> list[RunResult]:  # noqa: ANN001
+    """The grid on worker processes or a Dask cluster: one line per finished run; results in grid order."""
+    from hepad_bench.executors import run_grid
+
+    progress.line(f"{len(specs)} runs on {pool.describe()}")
+    order = {spec: i for i, spec in reversed(list(enumerate(specs)))}
+    done: list[tuple[int, RunResult]] = []
+    for n, finished in enumerate(run_grid(pool, runner, specs), 1):
+        res = finished.result
+        for kind, message in finished.messages:  # the worker's plugin messages, each shown once per grid
+            progress.warn(message) if kind == "warning" else progress.log(message)
+        null = ", null control" if res.spec.null_of is not None else ""
+        note = res.error if res.status == "failed" else str(res.folder)
+        progress.line(f"run {n}/{len(specs)} {res.status} in {finished.seconds:.1f} s: {res.spec.dataset} x "
+                      f"{res.spec.detector}, seed {res.spec.seed} ({res.spec.device}{null}): {note}",
+                      style="red" if res.status == "failed" else None)
+        done.append((order[res.spec], res))
+    return [res for _, res in sorted(done, key=lambda pair: pair[0])]
 
 
 def _grid_end_line(results: list[RunResult], seconds: float, output: Path) -> None:

@@ -6,7 +6,7 @@ everything is written into a hidden temporary folder that is renamed into
 place, so a killed run leaves no half result and other runs' folders are
 never touched.
 
-Concurrent writers (two grids on one ``--output``, a future ``--jobs``) are
+Concurrent writers (two grids on one ``--output``, ``--jobs`` or Dask workers) are
 serialised per run by a lock file ``<dataset>/<detector>/.<run-key>.lock``
 (``filelock``): the runner holds it from "is this run done?" to the final
 rename, so a run is computed once, and ``write_run`` takes it too, so two

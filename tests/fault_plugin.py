@@ -12,6 +12,8 @@ import toy_plugin
 
 #: file to which toy-slow appends one line per fit (set by the test)
 FIT_LOG = "HEPAD_TEST_FIT_LOG"
+#: file whose presence makes toy-killed kill its worker process (set by the test)
+KILL_FLAG = "HEPAD_TEST_KILL_FLAG"
 
 
 class HangingDetector(toy_plugin.NormDetector):
@@ -34,6 +36,23 @@ class SlowDetector(toy_plugin.NormDetector):
         if path:
             with open(path, "a") as fh:  # one short O_APPEND write per fit: lines never interleave
                 fh.write(f"{ctx.seed}\n")
+
+
+class SelfKillingDetector(toy_plugin.NormDetector):
+    """Kills its own (worker) process with SIGKILL in fit, once: while $HEPAD_TEST_KILL_FLAG names a file
+    (removed first, so the rerun completes). Never in the test process itself (test fixture for executors)."""
+
+    name = "toy-killed"
+
+    def fit(self, train, ctx):
+        import multiprocessing
+        import signal
+
+        flag = os.environ.get(KILL_FLAG)
+        if flag and os.path.exists(flag) and multiprocessing.parent_process() is not None:
+            os.remove(flag)
+            os.kill(os.getpid(), signal.SIGKILL)
+        super().fit(train, ctx)
 
 
 class NoValidationDetector(toy_plugin.NormDetector):
@@ -63,4 +82,4 @@ def hammer_write_run(folder: str, writer: int, times: int, failures) -> None:
 
 @hookimpl
 def hepad_detectors() -> list[type[Detector]]:
-    return [HangingDetector, SlowDetector, NoValidationDetector]
+    return [HangingDetector, SlowDetector, SelfKillingDetector, NoValidationDetector]
