@@ -31,6 +31,7 @@ as failed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import traceback
