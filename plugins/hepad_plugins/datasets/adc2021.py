@@ -30,7 +30,6 @@ into ``Benchmark.meta["split_sizes"]``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -46,7 +45,7 @@ from hepad_bench.params import as_dict
 from hepad_plugins._resources import read_card
 from hepad_plugins.datasets._common import (
     Standardiser, cached_raw_table, check_fractions, download, find_file, load_benchmark,
-    search_dirs, split_rows, take, warn, with_bookkeeping, zenodo_url,
+    search_dirs, split_rows, take_block, warn, with_bookkeeping, zenodo_url,
 )
 from hepad_plugins.datasets._yields import adc2021_rate
 
@@ -190,26 +189,22 @@ def assemble_unsupervised(name: str, version: str, options: UnsupervisedOptions,
     feature_list = list(FEATURES if features is None else features)
     log_list = list(PT_FEATURES if log_features is None else log_features)
 
-    def columns(table: pl.DataFrame) -> list[str]:  # per-event weights ride along where a sample has them
-        return feature_list + ([WEIGHT] if WEIGHT in table.columns else [])
-
-    background = raw["background"].select(columns(raw["background"]))
+    # Each split is gathered and preprocessed column by column into its own float32 block
+    # (``take_block``): no copy of the training rows to fit on, no float64 copy of a table.
+    background = raw["background"]
     bg_rows = split_rows(background.height, [options.train_fraction, options.validation_fraction],
                          options.seed, "background")
-    train_raw = take(background, bg_rows[0])
-    prep = Standardiser.fit(train_raw, feature_list, log_list) if options.preprocessing == "log-standard" else None
-    apply: Callable[[pl.DataFrame], pl.DataFrame] = prep.transform if prep else (lambda t: t)
+    prep = (Standardiser.fit(background, feature_list, log_list, rows=bg_rows[0])
+            if options.preprocessing == "log-standard" else None)
 
     def part(table: pl.DataFrame, rows: np.ndarray, process: str) -> pl.DataFrame:
-        return with_bookkeeping(apply(take(table, rows)), process)
+        return with_bookkeeping(take_block(table, rows, feature_list, prep), process)
 
-    train = with_bookkeeping(apply(train_raw), "background")
-    del train_raw
-    validation, test = (part(background, rows, "background") for rows in bg_rows[1:])
+    train, validation, test = (part(background, rows, "background") for rows in bg_rows)
     signals, signal_train = {}, {}
     for role in sorted(r for r in raw if r.startswith("signal/")):
         sig = role.split("/", 1)[1]
-        table = raw[role].select(columns(raw[role]))
+        table = raw[role]
         tr_rows, te_rows = split_rows(table.height, [options.signal_train_fraction], options.seed, role)
         signal_train[sig], signals[sig] = part(table, tr_rows, sig), part(table, te_rows, sig)
     sizes = {"train": train.height, "validation": validation.height, "test": test.height}

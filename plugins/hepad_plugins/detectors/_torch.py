@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +22,10 @@ from torch import nn
 from hepad_bench import FitContext
 
 SCORE_BATCH = 65536
+#: Events per batch when scoring straight from a table (:func:`row_batches`): small enough that a
+#: batch's activations stay in the CPU's caches, large enough that torch's per-call overhead does
+#: not count (benchmarks/score_throughput.py).
+ROW_BATCH = 4096
 
 
 def seed_torch(seed: int) -> torch.Generator:
@@ -67,9 +72,34 @@ def device_of(ctx: FitContext) -> torch.device:
 
 
 def tensor(x: np.ndarray | None, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor | None:
+    """``x`` as a C-ordered tensor on ``device``, never sharing memory with a read-only array
+    (a zero-copy view of the dataset's table: an in-place op must not write into it)."""
     if x is None:
         return None
-    return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype).to(device)
+    arr = np.ascontiguousarray(x)
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    return torch.as_tensor(arr, dtype=dtype).to(device)
+
+
+def rows_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A float32 tensor over the rows of ``x`` without copying them on the CPU (read-only views allowed).
+
+    For training on index slices straight from the dataset's table: ``rows_tensor(x)[idx]``
+    gathers a C-ordered batch. The caller must not write into the result.
+    """
+    arr = np.asarray(x, dtype=np.float32)
+    if device.type == "cpu":
+        with warnings.catch_warnings():  # torch warns on read-only arrays; nothing here writes to it
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.as_tensor(arr)
+    return tensor(arr, device)
+
+
+def row_batches(x: np.ndarray, batch_size: int = ROW_BATCH) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, C-ordered float32 copy of rows start:start+batch_size) over ``x``: one batch in memory at a time."""
+    for start in range(0, len(x), batch_size):
+        yield start, np.ascontiguousarray(x[start:start + batch_size], dtype=np.float32)
 
 
 class ScaledInputs:

@@ -20,8 +20,12 @@ Shared behaviour (see :class:`_TorchAutoencoder`):
   the weighted mean over the validation split;
 - early stopping watches the validation loss (``patience`` epochs without
   improvement) and restores the best weights;
-- scores are computed in float64, in large batches under
-  ``torch.inference_mode()``;
+- no standardised copy of the data is made: each training minibatch is gathered
+  from the rows as given (a view of the dataset's table) and standardised on
+  its own, and scoring reads ``ROW_BATCH`` events at a time straight from the
+  input, standardises them in float32 and computes the per-event terms in
+  float64 under ``torch.inference_mode()`` (each event's score is the same
+  whatever the batching);
 - fitting and scoring run with ``threads`` torch CPU threads (default 1,
   restored afterwards): these networks are too small to gain from more.
 """
@@ -42,6 +46,8 @@ from hepad_plugins.detectors._torch import (
     cpu_threads,
     device_of,
     mlp,
+    row_batches,
+    rows_tensor,
     seed_torch,
     tensor,
     to_numpy,
@@ -164,7 +170,10 @@ class _TorchAutoencoder(Detector):
 
     def _standardised(self, x: np.ndarray) -> torch.Tensor:
         """Standardised float32 tensor on the model's device (computed there)."""
-        t = tensor(x, self.device_)
+        return self._standardise(tensor(x, self.device_))
+
+    def _standardise(self, t: torch.Tensor) -> torch.Tensor:
+        """Standardised copy of a C-ordered float32 batch (element-wise: equal whatever the batching)."""
         return (t - self._mean_t) / self._scale_t
 
     def fit(self, train: TrainingData, ctx: FitContext) -> None:
@@ -181,30 +190,33 @@ class _TorchAutoencoder(Detector):
         self._set_scaler(train.x)
         self._mean_t = tensor(self.mean_, self.device_)
         self._scale_t = tensor(self.scale_, self.device_)
-        x = self._standardised(train.x)
+        # the raw training rows as they are (a view of the dataset's table on the CPU): each
+        # minibatch is gathered and standardised on its own, so no standardised copy of the table exists
+        x_rows = rows_tensor(train.x, self.device_)
         weight = self._normalised_weights(train.weight)
         self.model = self._build(train.n_features, ACTIVATIONS[cfg.activation]).to(self.device_)
         optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
         def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+            z = self._standardise(x_rows[idx].contiguous())
             if weight is None:
-                return self._train_batch_mean(x[idx])
-            return (self._train_loss(x[idx]) * weight[idx]).mean()
+                return self._train_batch_mean(z)
+            return (self._train_loss(z) * weight[idx]).mean()
 
         val_loss = None
         if train.x_val is not None and len(train.x_val):
-            x_val = self._standardised(train.x_val)
+            x_val = rows_tensor(train.x_val, self.device_)
             w_np = np.ones(len(train.x_val)) if train.weight_val is None else np.asarray(train.weight_val, dtype=np.float64)
             w_val = tensor(w_np, self.device_, torch.float64)
             use_weights = w_np.sum() > 0  # otherwise fall back to the plain mean
 
             def val_loss() -> float:
                 with torch.inference_mode():
-                    losses = batched(lambda z: self._eval_terms(z)["loss"], x_val)
+                    losses = batched(lambda rows: self._eval_terms(self._standardise(rows.contiguous()))["loss"], x_val)
                     return float((losses * w_val).sum() / w_val.sum()) if use_weights else float(losses.mean())
 
         self.history_ = train_minibatches(
-            [self.model], optimizer, batch_loss, x.shape[0], val_loss=val_loss, epochs=cfg.epochs,
+            [self.model], optimizer, batch_loss, x_rows.shape[0], val_loss=val_loss, epochs=cfg.epochs,
             batch_size=cfg.batch_size, patience=cfg.patience, generator=shuffle_gen, device=self.device_,
             ctx=ctx, description=f"training {self.name}",
         )
@@ -224,10 +236,15 @@ class _TorchAutoencoder(Detector):
 
     # -- scoring ------------------------------------------------------------
     def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
+        """Per-event scores (float64), computed batch by batch straight from ``x`` (any layout, a view
+        of the table included): one C-ordered float32 batch of ``ROW_BATCH`` events at a time on
+        the device, no copy of ``x``. Each event's score does not depend on the batching."""
+        out = np.empty(len(x), dtype=np.float64)
         with cpu_threads(self.config.threads), torch.inference_mode():
-            z_all = self._standardised(np.asarray(x, dtype=np.float32))
-            out = batched(lambda z: self._score_terms(self._eval_terms(z)), z_all)
-        return to_numpy(out)
+            for start, rows in row_batches(x):
+                z = self._standardise(torch.from_numpy(rows).to(self.device_))
+                out[start:start + len(rows)] = to_numpy(self._score_terms(self._eval_terms(z)))
+        return out
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """The standardised inputs the network sees (float64, for inspection and tests)."""
@@ -235,11 +252,21 @@ class _TorchAutoencoder(Detector):
 
 
 def _column_mean_std(x: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and standard deviation accumulated in float64 without a float64 copy of ``x``."""
-    mean = x.sum(axis=0, dtype=np.float64) / len(x)
+    """Per-column mean and standard deviation accumulated in float64 without a float64 copy of ``x``.
+
+    Row by row in float64 (what numpy's ``sum(axis=0)`` of a C-ordered array does), one C-ordered
+    chunk at a time, so the result is the same bit for bit whatever the layout of ``x`` (a
+    column-major view of the dataset's table sums in another order in numpy's own reduction).
+    """
+    total = np.zeros(x.shape[1])
+    for start in range(0, len(x), chunk):
+        rows = np.array(x[start:start + chunk], dtype=np.float64, order="C")
+        rows[0] += total
+        total = np.add.accumulate(rows, axis=0)[-1]
+    mean = total / len(x)
     squares = np.zeros(x.shape[1])
     for start in range(0, len(x), chunk):
-        squares += np.square(x[start:start + chunk] - mean).sum(axis=0)
+        squares += np.square(np.ascontiguousarray(x[start:start + chunk]) - mean).sum(axis=0)
     return mean, np.sqrt(squares / len(x))
 
 
@@ -374,8 +401,9 @@ class VAEDetector(_TorchAutoencoder):
         # the two loss terms at the kept weights, as scored (mean of q(z|x)), for run.json
         split = train.x_val if train.x_val is not None and len(train.x_val) else train.x
         with torch.inference_mode():
-            terms = batched(lambda z: torch.stack([self._eval_terms(z)[k] for k in ("reco", "kl")], dim=1),
-                            self._standardised(np.asarray(split, dtype=np.float32)))
+            terms = batched(lambda rows: torch.stack([self._eval_terms(self._standardise(rows.contiguous()))[k]
+                                                      for k in ("reco", "kl")], dim=1),
+                            rows_tensor(split, self.device_))
         reco, kl = to_numpy(terms.mean(dim=0))
         self.summary_ = {"mean_reco": float(reco), "mean_kl": float(kl), "kl_weight": self.kl_weight_,
                          "split": "validation" if split is train.x_val else "training"}
