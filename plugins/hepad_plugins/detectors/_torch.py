@@ -22,10 +22,10 @@ from torch import nn
 from hepad_bench import FitContext
 
 SCORE_BATCH = 65536
-#: Events per batch when scoring straight from a table (:func:`row_batches`): small enough that a
+#: Events per batch when scoring straight from a table (the autoencoders): small enough that a
 #: batch's activations stay in the CPU's caches, large enough that torch's per-call overhead does
 #: not count (benchmarks/score_throughput.py).
-ROW_BATCH = 4096
+ROW_BATCH = 2048
 
 
 def seed_torch(seed: int) -> torch.Generator:
@@ -94,12 +94,6 @@ def rows_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             return torch.as_tensor(arr)
     return tensor(arr, device)
-
-
-def row_batches(x: np.ndarray, batch_size: int = ROW_BATCH) -> Iterator[tuple[int, np.ndarray]]:
-    """(start, C-ordered float32 copy of rows start:start+batch_size) over ``x``: one batch in memory at a time."""
-    for start in range(0, len(x), batch_size):
-        yield start, np.ascontiguousarray(x[start:start + batch_size], dtype=np.float32)
 
 
 class ScaledInputs:
