@@ -29,6 +29,7 @@ script, so the same script measures another checkout through its virtualenv:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -73,17 +74,29 @@ def write_file(path: Path, events: int, seed: int) -> None:
             ds[start:start + CHUNK] = random_events(min(CHUNK, events - start), rng)
 
 
+#: Runs a command and prints its peak RSS (KiB) and exit code. A child started straight from this
+#: script would inherit this script's own high-water mark (exec keeps the larger of the two), so
+#: each command goes through this small launcher, started with ``-S`` (about 10 MB).
+LAUNCHER = """
+import os, subprocess, sys
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = p.stderr.read()
+_, status, usage = os.wait4(p.pid, 0)
+sys.stderr.buffer.write(err[-3000:])
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
 def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     """(wall seconds, peak RSS in bytes, exit code) of one child process."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    done = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, *argv], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.returncode:
-        print(f"   child failed ({proc.returncode}): {err.strip().splitlines()[-1] if err.strip() else ''}", file=sys.stderr)
-    return wall, usage.ru_maxrss * 1024.0, proc.returncode  # ru_maxrss is in KiB on Linux
+    maxrss_kib, code = map(int, done.stdout.split())
+    if code:
+        lines = done.stderr.strip().splitlines()
+        print(f"   child failed ({code}): {lines[-1] if lines else ''}", file=sys.stderr)
+    return wall, maxrss_kib * 1024.0, code
 
 
 LOAD = ("from pathlib import Path; from hepad_bench.contracts import Progress; "
@@ -125,7 +138,19 @@ def main() -> None:
         ]
         print(f"float32 feature table of the background: {table / 1e6:.0f} MB ({args.events} x {N_FEATURES} x 4 B); "
               f"python {sys.executable}")
-        print(f"{'step':<18}{'wall s':>9}{'peak RSS MB':>13}{'RSS / table':>13}")
+        # the fixed cost of a run (imports, JIT, torch's start-up): the same runs on a tiny file
+        tiny = work / "tiny"
+        tiny.mkdir(exist_ok=True)
+        write_file(tiny / "background_for_training.h5", 10_000, 3)
+        tiny_env = env | {"HEPAD_BENCH_CACHE": str(work / "tiny-cache")}
+        tiny_cli = [*py, "-m", "hepad_bench.cli", "run", "--dataset", "adc2021", "--data-dir", str(tiny),
+                    "--output", str(work / "tiny-results"), "--quiet", "--device", "cpu"]
+        floors = {}
+        for det, extra in (("hbos", []), ("ae", ["-p", "epochs=2"])):
+            if det not in args.skip:
+                floors[det] = measure([*tiny_cli, "-d", det, *extra], tiny_env)[1]
+        print("fixed cost of a run (10 000 events): " + ", ".join(f"{d} {v / 1e6:.0f} MB" for d, v in floors.items()))
+        print(f"{'step':<18}{'wall s':>9}{'peak RSS MB':>13}{'RSS / table':>13}{'(RSS - fixed) / table':>23}")
         walls = {}
         for name, argv in steps:
             if any(s in name for s in args.skip):
@@ -133,7 +158,14 @@ def main() -> None:
             wall, rss, code = measure(argv, env)
             walls[name] = wall
             flag = "" if code == 0 else f"   (exit {code})"
-            print(f"{name:<18}{wall:>9.1f}{rss / 1e6:>13.0f}{rss / table:>13.2f}{flag}", flush=True)
+            det = "hbos" if "hbos" in name else "ae" if " ae" in name else None
+            net = f"{(rss - floors[det]) / table:>23.2f}" if det in floors else ""
+            print(f"{name:<18}{wall:>9.1f}{rss / 1e6:>13.0f}{rss / table:>13.2f}{net}{flag}", flush=True)
+        for run_json in sorted((out / "adc2021" / "ae").glob("*/run.json")):
+            cost = json.loads(run_json.read_text()).get("cost", {})
+            if cost.get("latency_us_per_event"):
+                print(f"ae scoring as recorded in run.json: {1 / cost['latency_us_per_event']:.2f} M events/s "
+                      f"({cost['latency_batch']} test events, 1 thread)")
         if "load (HDF5)" in walls and "load (cache)" in walls:
             print(f"load from the cache / HDF5 conversion: {walls['load (cache)']:.1f} s / {walls['load (HDF5)']:.1f} s "
                   f"= {walls['load (cache)'] / walls['load (HDF5)']:.2f} (each includes the imports)")

@@ -26,6 +26,9 @@ SCORE_BATCH = 65536
 #: batch's activations stay in the CPU's caches, large enough that torch's per-call overhead does
 #: not count (benchmarks/score_throughput.py).
 ROW_BATCH = 2048
+#: The smallest batch :func:`batch_bounds` cuts: below about a dozen rows the BLAS kernels change and
+#: a layer's output for an event differs in the last bits from the same event in a large batch.
+MIN_BATCH = 32
 
 
 def seed_torch(seed: int) -> torch.Generator:
@@ -190,6 +193,15 @@ def train_minibatches(
     for m in modules:
         m.eval()
     return history
+
+
+def batch_bounds(n: int, batch_size: int, min_batch: int = MIN_BATCH) -> list[tuple[int, int]]:
+    """(start, stop) of consecutive batches of ``batch_size`` over ``n`` rows; a last batch shorter than
+    ``min_batch`` is joined to the one before it, so no batch is tiny unless ``n`` is."""
+    bounds = [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < min_batch:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
 
 
 def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = SCORE_BATCH) -> torch.Tensor:

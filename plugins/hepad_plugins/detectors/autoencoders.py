@@ -48,6 +48,7 @@ from hepad_plugins.detectors._torch import (
     device_of,
     mlp,
     ROW_BATCH,
+    batch_bounds,
     rows_tensor,
     seed_torch,
     tensor,
@@ -245,16 +246,19 @@ class _TorchAutoencoder(Detector):
         Each batch of ``ROW_BATCH`` events is copied into one reused C-ordered float32 buffer and
         standardised there in place (on the CPU with numpy's float32 subtract and divide, the same
         correctly rounded operations as torch's), then ``_score_batch`` gives its scores. An
-        event's score does not depend on the batching (tests/test_memory.py).
+        event's score does not depend on the batching (tests/test_memory.py): no batch is cut
+        below ``MIN_BATCH`` events, where BLAS switches to other kernels for tiny matrices (so a
+        call with fewer events, a single event say, may differ in the last bits).
         """
         out = np.empty(len(x), dtype=np.float64)
         on_cpu = self.device_.type == "cpu"
         mean32, scale32 = self._mean_t.cpu().numpy(), self._scale_t.cpu().numpy()
-        buf = np.empty((min(ROW_BATCH, len(x)), np.shape(x)[1]), dtype=np.float32)
+        bounds = batch_bounds(len(x), ROW_BATCH)
+        buf = np.empty((max((b - a for a, b in bounds), default=0), np.shape(x)[1]), dtype=np.float32)
         with cpu_threads(self.config.threads), torch.inference_mode():
-            for start in range(0, len(x), ROW_BATCH):
-                rows = buf[:min(ROW_BATCH, len(x) - start)]
-                rows[...] = x[start:start + len(rows)]
+            for start, stop in bounds:
+                rows = buf[:stop - start]
+                rows[...] = x[start:stop]
                 if on_cpu:
                     np.subtract(rows, mean32, out=rows)
                     np.divide(rows, scale32, out=rows)
@@ -276,20 +280,32 @@ class _TorchAutoencoder(Detector):
 def _column_mean_std(x: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     """Per-column mean and standard deviation accumulated in float64 without a float64 copy of ``x``.
 
-    Row by row in float64 (what numpy's ``sum(axis=0)`` of a C-ordered array does), one C-ordered
-    chunk at a time, so the result is the same bit for bit whatever the layout of ``x`` (a
-    column-major view of the dataset's table sums in another order in numpy's own reduction).
+    The same sums, in the same order, as ``x.sum(axis=0, dtype=float64)`` and
+    ``sum over 65536-row chunks of np.square(chunk - mean).sum(axis=0)`` on a C-ordered ``x``
+    (row by row), so the result is the same bit for bit whatever the layout of ``x`` (a
+    column-major view of the dataset's table sums in another order in numpy's own reduction),
+    with float64 work arrays of a few MB only.
     """
-    total = np.zeros(x.shape[1])
-    for start in range(0, len(x), chunk):
-        rows = np.array(x[start:start + chunk], dtype=np.float64, order="C")
-        rows[0] += total
-        total = np.add.accumulate(rows, axis=0)[-1]
-    mean = total / len(x)
+    mean = _rowwise_sum(x, 0, len(x)) / len(x)
     squares = np.zeros(x.shape[1])
     for start in range(0, len(x), chunk):
-        squares += np.square(np.ascontiguousarray(x[start:start + chunk]) - mean).sum(axis=0)
+        squares += _rowwise_sum(x, start, min(start + chunk, len(x)), shift=mean)
     return mean, np.sqrt(squares / len(x))
+
+
+def _rowwise_sum(x: np.ndarray, start: int, stop: int, shift: np.ndarray | None = None,
+                 piece: int = 8192) -> np.ndarray:
+    """sum over rows start..stop-1, one row after the other, of x (or of (x - shift)^2) in float64."""
+    total = np.zeros(x.shape[1])
+    for a in range(start, stop, piece):
+        rows = np.array(x[a:min(a + piece, stop)], dtype=np.float64, order="C")
+        if shift is not None:
+            np.subtract(rows, shift, out=rows)
+            np.square(rows, out=rows)
+        rows[0] += total
+        np.add.accumulate(rows, axis=0, out=rows)
+        total = rows[-1].copy()
+    return total
 
 
 def _per_event_mse(z: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
