@@ -27,8 +27,12 @@ import numpy as np
 import torch
 
 from hepad_bench import FitContext, TrainingData
-from hepad_plugins.detectors._torch import ROW_BATCH
+from hepad_plugins.detectors import _torch
 from hepad_plugins.detectors.autoencoders import AEDetector
+
+#: The ae's scoring batch (absent before issue 11, when it scored 65536 events at a time: run this
+#: script with an older checkout's interpreter to compare).
+ROW_BATCH = getattr(_torch, "ROW_BATCH", 65536)
 
 
 def best_rate(fn, events: int, repeats: int) -> tuple[float, float]:
