@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import platformdirs
 
@@ -33,6 +34,8 @@ from hepad_bench.params import stable_hash
 ENV_CACHE = "HEPAD_BENCH_CACHE"
 #: Bump when the layout of a cache entry changes (older entries are rebuilt).
 CACHE_FORMAT = 2
+#: Rows of a text column hashed at once (:func:`table_sha256`).
+TEXT_SLICE = 65536
 
 
 class CorruptCache(Exception):
@@ -68,8 +71,11 @@ def table_sha256(table: pl.DataFrame, digest: Any = None) -> str:
         digest.update(f"{name}\0{col.dtype}\0".encode())
         if col.dtype.is_numeric() and col.null_count() == 0:
             digest.update(col.to_numpy().tobytes())
-        else:  # strings, nulls: their text form, null marked apart from any string
-            digest.update("\0".join("\1" if v is None else str(v) for v in col.to_list()).encode())
+        else:  # strings, nulls: their text form, null marked apart from any string, joined by NUL
+            # fed in slices (the same bytes as one join): no Python string per row of the whole column
+            for start in range(0, col.len(), TEXT_SLICE):
+                text = "\0".join("\1" if v is None else str(v) for v in col.slice(start, TEXT_SLICE).to_list())
+                digest.update((("\0" if start else "") + text).encode())
     return digest.hexdigest()
 
 
@@ -83,15 +89,55 @@ def content_fingerprint(bench: Benchmark) -> str:
 
 
 def verified_parquet(path: Path, sha256: str | None) -> pl.DataFrame:
-    """Read a cached Parquet file whose bytes must hash to ``sha256``; CorruptCache otherwise."""
+    """Read a cached Parquet file whose bytes must hash to ``sha256``; CorruptCache otherwise.
+
+    The float32 columns come back as views of one column-major block (:func:`read_parquet_block`),
+    so ``Benchmark.features_of`` hands detectors the table itself, not a copy.
+    """
     if not path.is_file():
         raise CorruptCache(f"{path} is missing")
     if sha256 is None or file_sha256(path) != sha256:
         raise CorruptCache(f"{path} does not match its recorded sha256")
     try:
-        return pl.read_parquet(path)
-    except Exception as exc:  # polars raises several types for a damaged file
+        return read_parquet_block(path)
+    except Exception as exc:  # polars and pyarrow raise several types for a damaged file
         raise CorruptCache(f"{path} cannot be read ({type(exc).__name__})") from None
+
+
+def read_parquet_block(path: Path) -> pl.DataFrame:
+    """A Parquet file as a polars table whose float32 columns without nulls share one column-major block.
+
+    The block is allocated once and filled one column at a time (memory: the table plus one column),
+    and polars wraps its columns without a copy. Consecutive float32 columns are adjacent in
+    memory, so ``table.select(those columns).to_numpy()`` is a zero-copy (n, d) view: the whole feature
+    matrix of a benchmark table exists once. Other columns are read as polars reads them.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    schema, n = pf.schema_arrow, pf.metadata.num_rows
+    names = schema.names
+    floats = [name for name in names if schema.field(name).type == pa.float32() and not _may_hold_nulls(pf, name)]
+    block = np.empty((n, len(floats)), dtype=np.float32, order="F")
+    for j, name in enumerate(floats):  # polars per column: it keeps less behind than pyarrow's reader (measured)
+        block[:, j] = pl.read_parquet(path, columns=[name]).to_series().to_numpy()
+    others = [name for name in names if name not in floats]
+    rest = pl.read_parquet(path, columns=others) if others else None
+    return pl.DataFrame([pl.Series(name, block[:, floats.index(name)]) if name in floats else rest[name]
+                         for name in names])
+
+
+def _may_hold_nulls(pf: Any, name: str) -> bool:
+    """Whether a Parquet column may hold nulls: its null counts, or, without statistics, a read of it."""
+    index = pf.schema_arrow.names.index(name)
+    for g in range(pf.metadata.num_row_groups):
+        stats = pf.metadata.row_group(g).column(index).statistics
+        if stats is None or not stats.has_null_count:
+            return pf.read(columns=[name]).column(0).null_count > 0
+        if stats.null_count:
+            return True
+    return False
 
 
 def write_parquet_hashed(table: pl.DataFrame, path: Path) -> str:

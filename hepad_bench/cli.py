@@ -21,7 +21,7 @@ from hepad_bench.plugins import Registry, register_commands
 from hepad_bench import plugins
 
 if TYPE_CHECKING:
-    from hepad_bench.runner import RunResult
+    from hepad_bench.runner import Runner, RunResult
 
 # Start-up: this module imports no numpy, polars or plugin (``--help`` and ``list`` in a fraction of a
 # second, see benchmarks/startup.py); the runner, summaries and leaderboards are imported by their commands.

@@ -109,19 +109,27 @@ class Benchmark:
         )
 
     def features_of(self, table: pl.DataFrame) -> np.ndarray:
-        """The feature matrix (float32, C-contiguous) of one of this benchmark's tables."""
-        return np.ascontiguousarray(table.select(self.features).to_numpy().astype(np.float32, copy=False))
+        """The feature matrix (float32, (n, d)) of one of this benchmark's tables.
+
+        Where the table's feature columns lie side by side in one column-major block (every table
+        read from the dataset cache, see :func:`hepad_bench.cache.read_parquet_block`) this is a
+        zero-copy view of the table in Fortran order: the full feature table is never copied for a
+        detector; numpy marks it read-only. Otherwise (a table built in memory, a ``--max-events``
+        slice) it is a copy. Detectors must not write into it; per-batch copies are theirs.
+        """
+        x = table.select(self.features).to_numpy()
+        return x if x.dtype == np.float32 else x.astype(np.float32)
 
 
 def column_or_none(table: pl.DataFrame, name: str | None) -> np.ndarray | None:
     if name is None or name not in table.columns:
         return None
-    return table[name].to_numpy().astype(np.float64)
+    return np.asarray(table[name].to_numpy(), dtype=np.float64)  # no copy when already float64
 
 
 def weights_of(table: pl.DataFrame) -> np.ndarray:
     if WEIGHT in table.columns:
-        return table[WEIGHT].to_numpy().astype(np.float64)
+        return np.asarray(table[WEIGHT].to_numpy(), dtype=np.float64)  # a view of a float64 column, else a copy
     return np.ones(table.height)
 
 

@@ -53,7 +53,7 @@ __all__ = [
     "RemoteFile", "Standardiser", "cache_root", "cached_benchmark", "cached_raw_table", "check_fractions",
     "content_fingerprint", "dataset_facts", "download", "downloads_dir", "fetch_files", "file_identity", "find_file",
     "load_benchmark", "missing_file_error", "require_file", "search_dirs", "sha256_of", "split_rows", "table_sha256",
-    "take", "warn", "with_bookkeeping", "zenodo_url",
+    "take", "take_block", "warn", "with_bookkeeping", "zenodo_url",
 ]
 
 ZENODO_URL = "https://zenodo.org/records/{record}/files/{name}?download=1"
@@ -273,6 +273,33 @@ def take(table: pl.DataFrame, rows: np.ndarray) -> pl.DataFrame:
     return table[np.asarray(rows, dtype=np.int64)] if len(rows) else table.clear()
 
 
+def _column(table: pl.DataFrame, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """One column as numpy (a view where polars can give one), optionally only ``rows``."""
+    x = table[name].to_numpy()
+    return x if rows is None else x[np.asarray(rows, dtype=np.int64)]
+
+
+def take_block(table: pl.DataFrame, rows: np.ndarray, features: Sequence[str],
+               prep: Standardiser | None = None) -> pl.DataFrame:
+    """``take(table, rows)`` restricted to ``features`` (+ ``weight`` when present), built lean.
+
+    The float32 features are gathered (and preprocessed with ``prep``) one column at a time into
+    one column-major block that the polars columns share without a copy, the layout the dataset
+    cache reads back (``hepad_bench.cache.read_parquet_block``): memory is the result plus one
+    column, never a second copy of the rows, and never a float64 copy of more than a column.
+    Values equal ``prep.transform(take(table, rows))`` bit for bit.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    block = np.empty((len(rows), len(features)), dtype=np.float32, order="F")
+    for j, col in enumerate(features):
+        values = _column(table, col, rows)
+        block[:, j] = prep.transform_column(prep.columns.index(col), values) if prep and col in prep.columns else values
+    out = pl.DataFrame([pl.Series(col, block[:, j]) for j, col in enumerate(features)])
+    if WEIGHT in table.columns:
+        out = out.with_columns(take(table.select(WEIGHT), rows).to_series())
+    return out
+
+
 def with_bookkeeping(table: pl.DataFrame, process: str, weight: float = 1.0) -> pl.DataFrame:
     """Add ``process`` and, unless the table already carries per-event weights, a constant ``weight``."""
     w = pl.col(WEIGHT).cast(pl.Float64) if WEIGHT in table.columns else pl.lit(weight, dtype=pl.Float64)
@@ -295,11 +322,13 @@ class Standardiser:
     std: np.ndarray
 
     @classmethod
-    def fit(cls, table: pl.DataFrame, columns: list[str], log_columns: Sequence[str] = ()) -> Standardiser:
+    def fit(cls, table: pl.DataFrame, columns: list[str], log_columns: Sequence[str] = (),
+            rows: np.ndarray | None = None) -> Standardiser:
+        """Fit on ``table`` (only its ``rows``, when given: no copy of the training rows is made)."""
         log_set = set(log_columns)
         means, stds = [], []
         for col in columns:
-            x = table[col].to_numpy().astype(np.float64)
+            x = _column(table, col, rows).astype(np.float64)
             if col in log_set:
                 x = np.log1p(x)
             means.append(x.mean() if x.size else 0.0)
@@ -307,16 +336,17 @@ class Standardiser:
             stds.append(sd if sd > 0 else 1.0)
         return cls(list(columns), [c for c in columns if c in log_set], np.array(means), np.array(stds))
 
+    def transform_column(self, index: int, values: np.ndarray) -> np.ndarray:
+        """Column ``self.columns[index]`` preprocessed (float32); the float64 work is per column only."""
+        x = values.astype(np.float64)
+        if self.columns[index] in self.log_columns:
+            x = np.log1p(x)
+        return ((x - self.mean[index]) / self.std[index]).astype(np.float32)
+
     def transform(self, table: pl.DataFrame) -> pl.DataFrame:
         """Replace the feature columns by their preprocessed float32 values (other columns unchanged)."""
-        log_set = set(self.log_columns)
-        new = []
-        for col, mu, sd in zip(self.columns, self.mean, self.std):
-            x = table[col].to_numpy().astype(np.float64)
-            if col in log_set:
-                x = np.log1p(x)
-            new.append(pl.Series(col, ((x - mu) / sd).astype(np.float32)))
-        return table.with_columns(new)
+        return table.with_columns([pl.Series(col, self.transform_column(i, table[col].to_numpy()))
+                                   for i, col in enumerate(self.columns)])
 
     def to_meta(self) -> dict[str, Any]:
         """The fitted constants, JSON-ready (for ``Benchmark.meta``)."""

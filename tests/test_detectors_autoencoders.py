@@ -187,7 +187,7 @@ def test_detectors_are_registered_with_a_summary_line():
     from hepad_bench.plugins import load_registry
 
     registry = load_registry(warn=lambda _msg: None)
-    for name, cls, version in (("ae", AEDetector, "1"), ("vae", VAEDetector, "2")):
+    for name, cls, version in (("ae", AEDetector, "2"), ("vae", VAEDetector, "2")):
         entry = registry.detectors[name]
         assert entry.cls is cls and entry.kind == "unsupervised" and entry.version == version
         assert entry.summary and "\n" not in entry.summary

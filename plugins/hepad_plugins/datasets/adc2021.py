@@ -30,7 +30,6 @@ into ``Benchmark.meta["split_sizes"]``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -40,13 +39,13 @@ import polars as pl
 
 from hepad_bench import hookimpl
 from hepad_bench.contracts import Dataset, Progress
-from hepad_bench.data import WEIGHT, Benchmark
-from hepad_bench.errors import DataError, UserError
+from hepad_bench.data import Benchmark
+from hepad_bench.errors import DataError
 from hepad_bench.params import as_dict
 from hepad_plugins._resources import read_card
 from hepad_bench.dataset_tools import (
     RemoteFile, Standardiser, cached_raw_table, check_fractions, find_file, load_benchmark, require_file,
-    search_dirs, split_rows, take, warn, with_bookkeeping, zenodo_url,
+    search_dirs, split_rows, take_block, warn, with_bookkeeping, zenodo_url,
 )
 from hepad_plugins.datasets._yields import adc2021_rate
 
@@ -191,26 +190,22 @@ def assemble_unsupervised(name: str, version: str, options: UnsupervisedOptions,
     feature_list = list(FEATURES if features is None else features)
     log_list = list(PT_FEATURES if log_features is None else log_features)
 
-    def columns(table: pl.DataFrame) -> list[str]:  # per-event weights ride along where a sample has them
-        return feature_list + ([WEIGHT] if WEIGHT in table.columns else [])
-
-    background = raw["background"].select(columns(raw["background"]))
+    # Each split is gathered and preprocessed column by column into its own float32 block
+    # (``take_block``): no copy of the training rows to fit on, no float64 copy of a table.
+    background = raw["background"]
     bg_rows = split_rows(background.height, [options.train_fraction, options.validation_fraction],
                          options.seed, "background", data_seed)
-    train_raw = take(background, bg_rows[0])
-    prep = Standardiser.fit(train_raw, feature_list, log_list) if options.preprocessing == "log-standard" else None
-    apply: Callable[[pl.DataFrame], pl.DataFrame] = prep.transform if prep else (lambda t: t)
+    prep = (Standardiser.fit(background, feature_list, log_list, rows=bg_rows[0])
+            if options.preprocessing == "log-standard" else None)
 
     def part(table: pl.DataFrame, rows: np.ndarray, process: str) -> pl.DataFrame:
-        return with_bookkeeping(apply(take(table, rows)), process)
+        return with_bookkeeping(take_block(table, rows, feature_list, prep), process)
 
-    train = with_bookkeeping(apply(train_raw), "background")
-    del train_raw
-    validation, test = (part(background, rows, "background") for rows in bg_rows[1:])
+    train, validation, test = (part(background, rows, "background") for rows in bg_rows)
     signals, signal_train = {}, {}
     for role in sorted(r for r in raw if r.startswith("signal/")):
         sig = role.split("/", 1)[1]
-        table = raw[role].select(columns(raw[role]))
+        table = raw[role]
         tr_rows, te_rows = split_rows(table.height, [options.signal_train_fraction], options.seed, role,
                                     data_seed)
         signal_train[sig], signals[sig] = part(table, tr_rows, sig), part(table, te_rows, sig)

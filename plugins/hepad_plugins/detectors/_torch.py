@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +22,13 @@ from torch import nn
 from hepad_bench import FitContext
 
 SCORE_BATCH = 65536
+#: Events per batch when scoring straight from a table (the autoencoders): small enough that a
+#: batch's activations stay in the CPU's caches, large enough that torch's per-call overhead does
+#: not count (benchmarks/score_throughput.py).
+ROW_BATCH = 2048
+#: The smallest batch :func:`batch_bounds` cuts: below about a dozen rows the BLAS kernels change and
+#: a layer's output for an event differs in the last bits from the same event in a large batch.
+MIN_BATCH = 32
 
 
 def seed_torch(seed: int) -> torch.Generator:
@@ -67,9 +75,28 @@ def device_of(ctx: FitContext) -> torch.device:
 
 
 def tensor(x: np.ndarray | None, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor | None:
+    """``x`` as a C-ordered tensor on ``device``, never sharing memory with a read-only array
+    (a zero-copy view of the dataset's table: an in-place op must not write into it)."""
     if x is None:
         return None
-    return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype).to(device)
+    arr = np.ascontiguousarray(x)
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    return torch.as_tensor(arr, dtype=dtype).to(device)
+
+
+def rows_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A float32 tensor over the rows of ``x`` without copying them on the CPU (read-only views allowed).
+
+    For training on index slices straight from the dataset's table: ``rows_tensor(x)[idx]``
+    gathers a C-ordered batch. The caller must not write into the result.
+    """
+    arr = np.asarray(x, dtype=np.float32)
+    if device.type == "cpu":
+        with warnings.catch_warnings():  # torch warns on read-only arrays; nothing here writes to it
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.as_tensor(arr)
+    return tensor(arr, device)
 
 
 class ScaledInputs:
@@ -166,6 +193,15 @@ def train_minibatches(
     for m in modules:
         m.eval()
     return history
+
+
+def batch_bounds(n: int, batch_size: int, min_batch: int = MIN_BATCH) -> list[tuple[int, int]]:
+    """(start, stop) of consecutive batches of ``batch_size`` over ``n`` rows; a last batch shorter than
+    ``min_batch`` is joined to the one before it, so no batch is tiny unless ``n`` is."""
+    bounds = [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < min_batch:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
 
 
 def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = SCORE_BATCH) -> torch.Tensor:

@@ -36,13 +36,17 @@ from hepad_bench import DataError, Detector, FitContext, ModelCost, TrainingData
 Rotation = Literal["none", "pca"]
 
 
-def _training_matrix(name: str, train: TrainingData, ctx: FitContext) -> np.ndarray:
+#: Events per ``decision_function`` call of HBOS (bounds PyOD's (n, d) float64 work matrix to ~30 MB).
+SCORE_ROWS = 65536
+
+
+def _training_matrix(name: str, train: TrainingData, ctx: FitContext, as_float64: bool = True) -> np.ndarray:
     if train.x.ndim != 2 or train.x.shape[0] < 2:
         raise DataError(f"{name} needs at least two training events in an (events, features) matrix, got shape {train.x.shape}")
     w = np.asarray(train.weight)
     if w.size and not np.all(w == w[0]):
         ctx.progress.warn(f"{name}: PyOD cannot weight events; the training weights are ignored")
-    return np.asarray(train.x, dtype=np.float64)
+    return np.asarray(train.x, dtype=np.float64) if as_float64 else train.x
 
 
 def pca_rotation(x: np.ndarray) -> Pipeline:
@@ -206,6 +210,44 @@ class HBOSDetector(_PyODAdapter):
     def _build(self, ctx: FitContext) -> HBOS:
         cfg = self.config
         return HBOS(n_bins=cfg.n_bins, alpha=cfg.alpha, tol=cfg.tol)
+
+    def fit(self, train: TrainingData, ctx: FitContext) -> None:
+        """PyOD's HBOS histograms, filled one feature at a time (memory: one float64 column).
+
+        ``HBOS.fit`` wants the whole matrix and then scores the training set into an (n, d)
+        float64 matrix the harness never uses (16 times the float32 training table). The fitted
+        state is only ``hist_`` and ``bin_edges_``, ``np.histogram(column, density=True)`` of
+        each float64 feature column (Birge-Rozenblac ``get_optimal_n_bins`` per feature for
+        ``n_bins=auto``), filled here exactly as ``HBOS.fit`` fills them, so the scores are
+        PyOD's own bit for bit (tests/test_memory.py checks against ``HBOS.fit``). With
+        ``rotate=pca`` the rotated matrix is built first (a float64 copy), as before.
+        """
+        if self.config.rotate == "pca":
+            super().fit(train, ctx)
+            return
+        x = _training_matrix(self.name, train, ctx, as_float64=False)
+        self.rotation = None
+        self.model = self._build(ctx)
+        self.model.n_features_in_ = d = x.shape[1]
+        columns = (np.asarray(x[:, j], dtype=np.float64) for j in range(d))
+        if isinstance(self.config.n_bins, str):  # auto: a histogram of its own size per feature
+            from pyod.utils.utility import get_optimal_n_bins
+
+            fitted = [np.histogram(c, bins=get_optimal_n_bins(c), density=True) for c in columns]
+            self.model.hist_, self.model.bin_edges_ = [h for h, _ in fitted], [e for _, e in fitted]
+        else:
+            self.model.hist_ = np.zeros([self.config.n_bins, d])
+            self.model.bin_edges_ = np.zeros([self.config.n_bins + 1, d])
+            for j, c in enumerate(columns):
+                self.model.hist_[:, j], self.model.bin_edges_[:, j] = np.histogram(c, bins=self.config.n_bins,
+                                                                                   density=True)
+
+    def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
+        """PyOD's ``decision_function`` over slices of ``SCORE_ROWS`` events: it builds an (n, d) float64
+        matrix of per-feature terms, so slicing bounds that to one slice; each event's score is the
+        same whatever the slicing (its own row's sum)."""
+        return np.concatenate([super(HBOSDetector, self).score(x[i:i + SCORE_ROWS])
+                               for i in range(0, len(x), SCORE_ROWS)]) if len(x) else super().score(x)
 
     def model_cost(self, events: np.ndarray, mjj: np.ndarray | None) -> ModelCost:
         """Parameters = histogram bins summed over features (the densities; the bin edges are not counted).
