@@ -88,6 +88,15 @@ def dcorr_near_resonance(results: list, detector: str) -> dict[str, list[float]]
     return out
 
 
+def closure_on_nulls(results: list, detector: str) -> list[float]:
+    """sb_closure@10% (the template's sideband check: data / template efficiency) of every null run."""
+    out = []
+    for res in results:
+        if res.spec.detector == detector and (res.run or {}).get("null_control") and res.status != "failed":
+            out += [number(values.get("sb_closure@10%")) for values in res.metrics.values()]
+    return out
+
+
 def report(results: list, detectors: list[str], seeds: list[int]) -> int:
     searches = search.summarise(results)
     print(f"\n{DATASET}: sliding-window search, seeds {seeds}\n")
@@ -117,7 +126,8 @@ def report(results: list, detectors: list[str], seeds: list[int]) -> int:
             f"({'PASS' if signal and located == len(signal) else 'FAIL'}), mean global Z "
             f"{fmt(mean([s.z_global if s.z_global is not None else math.nan for s in signal]))}; "
             f"dcorr(score, mjj) on background, window nearest {RESONANCE_TEV} TeV: SR {fmt(mean(dc['sr']), 3)}, "
-            f"sidebands {fmt(mean(dc['sb']), 3)}")
+            f"sidebands {fmt(mean(dc['sb']), 3)}; template closure on the nulls (10 % cut, data / template "
+            f"efficiency in the sidebands): {fmt(mean(closure_on_nulls(results, det)))}")
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     for i, row in enumerate(rows):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
