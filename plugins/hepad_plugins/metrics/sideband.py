@@ -58,11 +58,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import betainc
 from scipy.stats import norm
 
 from hepad_bench import Metric, ScoredSample, ScoredSignal, Unavailable, hookimpl
 from hepad_bench.data import MetricValue
+from hepad_bench.significance import z_bi  # noqa: F401  (re-exported: the readout's significance)
 from hepad_plugins.metrics._roc import top_fraction
 from hepad_plugins.regions import region_masks, sideband_windows, signal_region
 
@@ -141,23 +141,6 @@ def fit_dijet(centres: np.ndarray, widths: np.ndarray, counts: np.ndarray, n_par
     mu = np.exp(g @ theta + offset)
     covariance = np.linalg.pinv(g.T @ (g * mu[:, None]))
     return DijetFit(theta, covariance, converged)
-
-
-def z_bi(n_on: float, b: float, sigma_b: float) -> tuple[float, float]:
-    """(p, Z) of observing >= n_on events over a background b +- sigma_b (Cousins-Linnemann-Tucker Z_Bi).
-
-    sigma_b = 0: the plain Poisson p-value P(N >= n_on | b).
-    """
-    if n_on <= 0:
-        return 1.0, 0.0
-    if sigma_b <= 0:
-        from scipy.stats import poisson
-
-        p = float(poisson.sf(np.ceil(n_on) - 1, b))
-    else:
-        tau = b / sigma_b**2
-        p = float(betainc(n_on, tau * b + 1.0, 1.0 / (1.0 + tau)))
-    return p, max(0.0, float(norm.isf(p)))
 
 
 # -- binning and the readout ---------------------------------------------------------------
