@@ -141,6 +141,36 @@ def report(results: list, detectors: list[str], seeds: list[int]) -> int:
     return 1 if failed else 0
 
 
+def report_stored(args: argparse.Namespace) -> int:
+    """The report of the scan runs stored under --output (any seeds), without training or touching them."""
+    import json
+
+    from hepad_bench.runner import RunResult
+    from hepad_bench.store import is_complete
+
+    registry = load_registry(warn=lambda msg: print(f"warning: {msg}", file=sys.stderr))
+    detectors = args.detector or [d for d in DETECTORS if d in registry.detectors]
+    wanted = {d: registry.detectors[d].cls.version if d in registry.detectors else None for d in detectors}
+    wanted |= dict(item.split("=", 1) for item in args.detector_version)
+    seeds = set(args.seed or [])
+    results = []
+    for det in detectors:
+        for folder in sorted((args.output / args.dataset / det).glob("*/")):
+            if not is_complete(folder):
+                continue
+            run = json.loads((folder / "run.json").read_text())
+            metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
+            if str(run["detector"]["version"]) != str(wanted[det]) or not run["dataset_meta"].get("scan"):
+                continue
+            if seeds and run["seed"] not in seeds:
+                continue
+            if run["dataset"]["options"].get("n_signal") == 0:  # a null twin, or the same run asked with -o n_signal=0
+                run["null_control"] = True
+            spec = RunSpec(args.dataset, det, seed=int(run["seed"]))
+            results.append(RunResult(spec, folder, "skipped", metrics=metrics, run=run))
+    return report(results, detectors, sorted({r.spec.seed for r in results}))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--detector", action="append", help=f"detector (repeatable); default: {' '.join(DETECTORS)}")
@@ -155,7 +185,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="detector=name=value hyperparameter override, e.g. cwola=epochs=20")
     parser.add_argument("--force", action="store_true", help="rerun complete runs")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: report the complete scan runs already in --output (stored metrics as they are)")
+    parser.add_argument("--detector-version", action="append", default=[],
+                        help="with --report-only: detector=version to report (default: the installed versions)")
     args = parser.parse_args(argv)
+    if args.report_only:
+        return report_stored(args)
     torch.set_num_threads(args.threads)
     params: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for item in args.param:
