@@ -27,6 +27,12 @@ and setting: about 2 x 5 x seeds trainings per detector):
 
     python benchmarks/resonant_checks.py --seed 1 --seed 2 ... --seed 10
     python benchmarks/resonant_checks.py --detector cwola --seed 1 --scan 3.1:3.9:0.4 -p cwola=epochs=10
+    python benchmarks/resonant_checks.py --report-only --detector anode --detector-version anode=2
+
+``--report-only`` trains nothing: it reports the complete scan runs stored
+under ``--output`` (of the installed detector versions unless told), so a
+change to the search (``hepad_bench.search``: the template calibration by
+the other windows) can be read off stored runs.
 """
 
 from __future__ import annotations
