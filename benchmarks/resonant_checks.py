@@ -27,6 +27,12 @@ and setting: about 2 x 5 x seeds trainings per detector):
 
     python benchmarks/resonant_checks.py --seed 1 --seed 2 ... --seed 10
     python benchmarks/resonant_checks.py --detector cwola --seed 1 --scan 3.1:3.9:0.4 -p cwola=epochs=10
+    python benchmarks/resonant_checks.py --report-only --detector anode --detector-version anode=2
+
+``--report-only`` trains nothing: it reports the complete scan runs stored
+under ``--output`` (of the installed detector versions unless told), so a
+change to the search (``hepad_bench.search``: the template calibration by
+the other windows) can be read off stored runs.
 """
 
 from __future__ import annotations
@@ -88,6 +94,15 @@ def dcorr_near_resonance(results: list, detector: str) -> dict[str, list[float]]
     return out
 
 
+def closure_on_nulls(results: list, detector: str) -> list[float]:
+    """sb_closure@10% (the template's sideband check: data / template efficiency) of every null run."""
+    out = []
+    for res in results:
+        if res.spec.detector == detector and (res.run or {}).get("null_control") and res.status != "failed":
+            out += [number(values.get("sb_closure@10%")) for values in res.metrics.values()]
+    return out
+
+
 def report(results: list, detectors: list[str], seeds: list[int]) -> int:
     searches = search.summarise(results)
     print(f"\n{DATASET}: sliding-window search, seeds {seeds}\n")
@@ -117,7 +132,8 @@ def report(results: list, detectors: list[str], seeds: list[int]) -> int:
             f"({'PASS' if signal and located == len(signal) else 'FAIL'}), mean global Z "
             f"{fmt(mean([s.z_global if s.z_global is not None else math.nan for s in signal]))}; "
             f"dcorr(score, mjj) on background, window nearest {RESONANCE_TEV} TeV: SR {fmt(mean(dc['sr']), 3)}, "
-            f"sidebands {fmt(mean(dc['sb']), 3)}")
+            f"sidebands {fmt(mean(dc['sb']), 3)}; template closure on the nulls (10 % cut, data / template "
+            f"efficiency in the sidebands): {fmt(mean(closure_on_nulls(results, det)))}")
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     for i, row in enumerate(rows):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
@@ -129,6 +145,36 @@ def report(results: list, detectors: list[str], seeds: list[int]) -> int:
     for res in failed[:5]:
         print(f"! {res.spec.detector} seed {res.spec.seed} failed: {res.error}")
     return 1 if failed else 0
+
+
+def report_stored(args: argparse.Namespace) -> int:
+    """The report of the scan runs stored under --output (any seeds), without training or touching them."""
+    import json
+
+    from hepad_bench.runner import RunResult
+    from hepad_bench.store import is_complete
+
+    registry = load_registry(warn=lambda msg: print(f"warning: {msg}", file=sys.stderr))
+    detectors = args.detector or [d for d in DETECTORS if d in registry.detectors]
+    wanted = {d: registry.detectors[d].cls.version if d in registry.detectors else None for d in detectors}
+    wanted |= dict(item.split("=", 1) for item in args.detector_version)
+    seeds = set(args.seed or [])
+    results = []
+    for det in detectors:
+        for folder in sorted((args.output / args.dataset / det).glob("*/")):
+            if not is_complete(folder):
+                continue
+            run = json.loads((folder / "run.json").read_text())
+            metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
+            if str(run["detector"]["version"]) != str(wanted[det]) or not run["dataset_meta"].get("scan"):
+                continue
+            if seeds and run["seed"] not in seeds:
+                continue
+            if run["dataset"]["options"].get("n_signal") == 0:  # a null twin, or the same run asked with -o n_signal=0
+                run["null_control"] = True
+            spec = RunSpec(args.dataset, det, seed=int(run["seed"]))
+            results.append(RunResult(spec, folder, "skipped", metrics=metrics, run=run))
+    return report(results, detectors, sorted({r.spec.seed for r in results}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,7 +191,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="detector=name=value hyperparameter override, e.g. cwola=epochs=20")
     parser.add_argument("--force", action="store_true", help="rerun complete runs")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: report the complete scan runs already in --output (stored metrics as they are)")
+    parser.add_argument("--detector-version", action="append", default=[],
+                        help="with --report-only: detector=version to report (default: the installed versions)")
     args = parser.parse_args(argv)
+    if args.report_only:
+        return report_stored(args)
     torch.set_num_threads(args.threads)
     params: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for item in args.param:

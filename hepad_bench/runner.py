@@ -324,6 +324,13 @@ class Runner:
     def _run_locked(self, spec: RunSpec, folder: Path) -> RunResult:
         if not self.force and is_complete(folder):
             run = json.loads((folder / "run.json").read_text())
+            if run.get("metric_versions") != self._metric_versions(run["task"]) and (folder / "scores.parquet").exists():
+                # a metric changed since this run: recompute its metrics from the stored scores (no training)
+                scores = pl.read_parquet(folder / "scores.parquet")
+                run["metric_versions"] = self._metric_versions(run["task"])
+                metrics = self._metrics(scores, run)
+                write_run(folder, run, scores, metrics)
+                return RunResult(spec, folder, "skipped", metrics=metric_to_json(metrics), run=run)
             metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
             return RunResult(spec, folder, "skipped", metrics=metrics, run=run)
         bench = self.benchmark(spec)
@@ -347,6 +354,7 @@ class Runner:
                 "python": platform.python_version(),
             },
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "metric_versions": self._metric_versions(bench.task),
         } | self._pairing(spec)
         try:
             if self.timeout is not None:
@@ -486,6 +494,10 @@ class Runner:
         finally:
             worker.close()
         return pl.concat(parts), {"fit_seconds": round(fit_s, 3), "score_seconds": round(score_s, 3)} | extra
+
+    def _metric_versions(self, task: str) -> dict[str, str]:
+        """{name: version} of the per-run metrics of ``task``: recorded in run.json, so stale metrics are redone."""
+        return {m.name: str(getattr(m, "version", "")) for m in self.registry.run_metrics() if task in m.tasks}
 
     def _metrics(self, scores: pl.DataFrame, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

@@ -69,13 +69,18 @@ def test_background_flow_is_the_normalised_conditional_density_interpolated_into
     # the background template: p_BG samples at SR masses follow the true conditional N(1 + slope (m - 3.5), 2)
     from hepad_plugins.detectors.anode import TEMPLATE_FACTOR
 
-    scores, m_t = det.background_template()
+    scores, m_all = det.background_template()
     sr_train = mjj[(mjj >= 3.3) & (mjj < 3.7)]
+    sb_train = mjj[((mjj >= 3.1) & (mjj < 3.3)) | ((mjj >= 3.7) & (mjj < 3.9))]  # the readout's adjacent sidebands
+    in_sr = (m_all >= 3.3) & (m_all < 3.7)
+    m_t = m_all[in_sr]
     assert len(m_t) == TEMPLATE_FACTOR * len(sr_train) and set(np.unique(m_t)) <= set(sr_train)
+    # ... and as many per event of the readout sidebands, where the readout checks the template against data
+    assert len(m_all) - len(m_t) == TEMPLATE_FACTOR * len(sb_train) and set(np.unique(m_all[~in_sr])) <= set(sb_train)
     f = det.background.sample(m_t, 5)[:, 0]
     z = (f - (1.0 + slope * (m_t - 3.5))) / 2.0
     assert abs(z.mean()) < 0.1 and abs(z.std() - 1.0) < 0.1 and stats.kstest(z, "norm").pvalue > 1e-3
-    assert np.isfinite(scores).all() and len(scores) == len(m_t)
+    assert np.isfinite(scores).all() and len(scores) == len(m_all)
 
 
 def test_deterministic_for_a_seed():

@@ -275,7 +275,9 @@ def test_leaderboard_shows_the_fake_discovery_rate_of_the_null_twins(tmp_path):
 
     z_signal, z_null = [4.0, 5.0, 3.0], [0.5, 2.5, 1.9]  # one null seed above 2 sigma
     for seed, (zs, zn) in enumerate(zip(z_signal, z_null)):
-        put(f"sig{seed}", {"n_signal": 550}, seed, {"sb_Z": zs}, null_twin=f"null{seed}")
+        readout = {"sb_on_training": 0.0, "sb_template": 1.0, "sb_N@10%": 60.0 + seed, "sb_S_true@10%": 10.0,
+                   "sb_B@10%": 50.0, "sb_closure@10%": 1.1 + 0.1 * seed}
+        put(f"sig{seed}", {"n_signal": 550}, seed, {"sb_Z": zs} | readout, null_twin=f"null{seed}")
         put(f"null{seed}", {"n_signal": 0}, seed, {"sb_Z": zn, "mass_dcorr_sr": 0.1, "mass_dcorr_sb": 0.2},
             null_control=True, null_control_of=f"sig{seed}")
     written: list = []
@@ -285,6 +287,8 @@ def test_leaderboard_shows_the_fake_discovery_rate_of_the_null_twins(tmp_path):
                                              "null_runs": 3, "null_above_2sigma": 1, "null_z_max": 2.5}
     text = "\n".join(lines)
     assert "| cwola | s | 4.00 ± 1.00 | 1/3 [" in text and "0.10 ± 0.00" in text
+    # the sample read, and what the 10 % cut saw there (means over seeds: N 61, S 10, B 50; closure 1.2 +- 0.1)
+    assert "| 2.50 | hunt, SR template | 61 / 10 / 50 | 1.20 ± 0.10 | 0.10 ± 0.00 |" in text
 
 
 def test_search_picks_the_best_window_and_corrects_for_every_window_and_cut():

@@ -122,3 +122,25 @@ def test_scoped_parameters_reach_only_their_detector(toy_registry):
     assert {s.detector: s.params for s in specs} == {"toy-norm": (("power", "1"), ("mode", "max")), "toy-supervised": ()}
     with pytest.raises(UserError, match="scoped to 'ae', which is not among the detectors"):
         expand_grid(["toy"], ["toy-norm"], [1], params=(("ae.epochs", "1"),))
+
+
+def test_a_changed_metric_is_recomputed_from_the_stored_scores_without_training(toy_registry, tmp_path, monkeypatch):
+    spec = RunSpec("toy", "toy-norm")
+    first = Runner(toy_registry, tmp_path).run_one(spec)
+    assert first.run["metric_versions"]["toy-gap"] == "1"
+    scores = pl.read_parquet(first.folder / "scores.parquet")
+    bg = scores.filter(pl.col("sample") == "background")["score"].to_numpy()
+    sig = scores.filter(pl.col("sample") == "shifted")["score"].to_numpy()
+    # the metric changes (version bump): twice the gap
+    monkeypatch.setattr(toy_plugin.MeanGap, "version", "changed")
+    monkeypatch.setattr(toy_plugin.MeanGap, "compute",
+                        lambda self, scored: {"gap": 2 * (scored.signal_sample.score.mean() - scored.background.score.mean())})
+    monkeypatch.setattr(toy_plugin.NormDetector, "fit", lambda *a: pytest.fail("a stale metric must not retrain"))
+    again = Runner(toy_registry, tmp_path).run_one(spec)
+    assert again.status == "skipped"
+    stored = json.loads((first.folder / "metrics.json").read_text())
+    assert stored["shifted"]["gap"] == pytest.approx(2 * (sig.mean() - bg.mean())) == again.metrics["shifted"]["gap"]
+    assert json.loads((first.folder / "run.json").read_text())["metric_versions"]["toy-gap"] == "changed"
+    mtime = (first.folder / "metrics.json").stat().st_mtime_ns
+    Runner(toy_registry, tmp_path).run_one(spec)  # up to date now: left alone
+    assert (first.folder / "metrics.json").stat().st_mtime_ns == mtime

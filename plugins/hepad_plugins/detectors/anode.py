@@ -16,6 +16,7 @@ import zuko
 from hepad_bench import Detector, FitContext, TrainingData, UserError, hookimpl
 from hepad_plugins.detectors._torch import batched, seed_torch, tensor, to_numpy, train_minibatches, with_threads
 from hepad_plugins.detectors.weak import feature_columns, region_masks, require_mjj
+from hepad_plugins.regions import region_masks as readout_masks
 
 #: Scores are log-densities; where a flow overflows, clip to this (finite) magnitude.
 SCORE_CLIP = 1e6
@@ -178,7 +179,7 @@ class Anode(Detector):
     """
 
     name = "anode"
-    version = "2"  # 2: background template (p_BG samples in the SR) for the search readout
+    version = "3"  # 3: the template also samples the readout sidebands (its closure check); 2: SR template
     min_validation_events = 1  # each density stops early on the validation likelihood
     kind = "weakly_supervised"
     score_region = "sr"  # p_SR is learnt in the SR only: the ratio means nothing in the sidebands
@@ -209,16 +210,23 @@ class Anode(Detector):
         self.signal_region.fit(x[sr], mjj[sr], x_val[sr_val], mjj_val[sr_val], cfg, ctx, 22, "anode p_SR")
         self._n_features = train.x.shape[1]
         self._sr_mjj = mjj[sr]
+        # the readout's sidebands (adjacent windows unless overridden): where the template is checked
+        self._sb_mjj = mjj[readout_masks(mjj, train.meta, default="adjacent")[1]]
         self._template_seed = int(ctx.rng(31).integers(2**31))
 
     def background_template(self) -> tuple[np.ndarray, np.ndarray]:
-        """Scores of samples of p_BG interpolated into the SR (masses drawn from the SR data), CATHODE's estimate.
+        """Scores of samples of p_BG at SR masses (interpolated) and at readout-sideband masses.
 
-        TEMPLATE_FACTOR samples per SR training event; their fraction above a
-        cut estimates the cut's background efficiency in the SR.
+        TEMPLATE_FACTOR samples per training event of each region, masses
+        drawn from the training data there. The SR samples' fraction above a
+        cut estimates the cut's background efficiency in the SR; the
+        sideband samples let the readout check that estimate against
+        held-out sideband data (``sideband_fit``'s closure).
         """
         rng = np.random.default_rng(self._template_seed)
-        mjj = rng.choice(self._sr_mjj, size=TEMPLATE_FACTOR * len(self._sr_mjj), replace=True)
+        masses = [rng.choice(m, size=TEMPLATE_FACTOR * len(m), replace=True)
+                  for m in (self._sr_mjj, self._sb_mjj) if len(m)]
+        mjj = np.concatenate(masses)
         x = np.zeros((len(mjj), self._n_features), dtype=np.float32)
         x[:, self._columns] = self.background.sample(mjj, self._template_seed)
         return self.score(x, mjj), mjj

@@ -37,6 +37,7 @@ from sklearn.neighbors import KernelDensity
 from hepad_bench import Detector, FitContext, TrainingData, UserError, hookimpl
 from hepad_plugins.detectors._torch import cpu_threads
 from hepad_plugins.detectors.anode import AnodeConfig, ConditionalDensity
+from hepad_plugins.regions import region_masks as readout_masks
 from hepad_plugins.detectors.weak import (
     ClassifierConfig,
     _pool,
@@ -223,6 +224,10 @@ class _SidebandTemplate(Detector):
             w = np.r_[w_pool[sr], np.ones(len(template))]
             self.result = kfold_classifier(inputs, y, w, cfg.classifier_config(), ctx, f"{self.name} classifier")
         self._pool_sr, self._n_data = sr, len(data)
+        # the readout's sidebands (adjacent windows unless overridden): where CATHODE's template is checked
+        self._n_features = train.x.shape[1]
+        self._sb_pool_mjj = mjj_pool[readout_masks(mjj_pool, train.meta, default="adjacent")[1]]
+        self._sb_template_seed = int(ctx.rng(35).integers(2**31))  # a stream of its own: the fit is unchanged
 
     def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
         mjj = require_mjj(mjj, self.name)
@@ -262,7 +267,7 @@ class Cathode(_SidebandTemplate):
     """
 
     name = "cathode"
-    version = "1"
+    version = "2"  # 2: the template also samples the readout sidebands (the readout's closure check)
     score_region = "sr"  # trained for the signal region only: never cut on in the sidebands
 
     def training_scores(self) -> np.ndarray:
@@ -273,10 +278,26 @@ class Cathode(_SidebandTemplate):
         return out
 
     def background_template(self) -> tuple[np.ndarray, np.ndarray]:
-        """Out-of-fold logits of the flow's SR samples and their masses: CATHODE's SR background estimate."""
+        """CATHODE's SR background estimate, then flow samples in the readout sidebands, with their masses.
+
+        SR: the out-of-fold logits of the flow's SR samples (the classifier's
+        own training template). Sidebands: ``oversampling`` flow samples per
+        training-pool event there (masses drawn from the pool), scored by the
+        fold ensemble like the held-out data they are checked against
+        (``sideband_fit``'s closure matches the working point by the
+        template's efficiency, so the two score scales need not agree).
+        """
         scores = np.nan_to_num(self.result.oof_logit[self._n_data:].astype(np.float64), nan=0.0, posinf=SCORE_CLIP,
                                neginf=-SCORE_CLIP)
-        return scores, np.asarray(self.template_mjj, dtype=np.float64)
+        masses = np.asarray(self.template_mjj, dtype=np.float64)
+        if len(self._sb_pool_mjj):
+            rng = np.random.default_rng(self._sb_template_seed)
+            sb_mjj = rng.choice(self._sb_pool_mjj, size=self.config.oversampling * len(self._sb_pool_mjj))
+            x = np.zeros((len(sb_mjj), self._n_features))
+            with cpu_threads(self.config.threads):
+                x[:, self._columns] = self.flow.sample(sb_mjj, int(rng.integers(2**31)))
+            scores, masses = np.r_[scores, self.score(x, sb_mjj)], np.r_[masses, sb_mjj]
+        return scores, masses
 
     def _classifier_inputs(self, x: np.ndarray, mjj: np.ndarray) -> np.ndarray:
         return x

@@ -58,11 +58,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import betainc
 from scipy.stats import norm
 
 from hepad_bench import Metric, ScoredSample, ScoredSignal, Unavailable, hookimpl
 from hepad_bench.data import MetricValue
+from hepad_bench.significance import z_bi  # noqa: F401  (re-exported: the readout's significance)
 from hepad_plugins.metrics._roc import top_fraction
 from hepad_plugins.regions import region_masks, sideband_windows, signal_region
 
@@ -143,23 +143,6 @@ def fit_dijet(centres: np.ndarray, widths: np.ndarray, counts: np.ndarray, n_par
     return DijetFit(theta, covariance, converged)
 
 
-def z_bi(n_on: float, b: float, sigma_b: float) -> tuple[float, float]:
-    """(p, Z) of observing >= n_on events over a background b +- sigma_b (Cousins-Linnemann-Tucker Z_Bi).
-
-    sigma_b = 0: the plain Poisson p-value P(N >= n_on | b).
-    """
-    if n_on <= 0:
-        return 1.0, 0.0
-    if sigma_b <= 0:
-        from scipy.stats import poisson
-
-        p = float(poisson.sf(np.ceil(n_on) - 1, b))
-    else:
-        tau = b / sigma_b**2
-        p = float(betainc(n_on, tau * b + 1.0, 1.0 / (1.0 + tau)))
-    return p, max(0.0, float(norm.isf(p)))
-
-
 # -- binning and the readout ---------------------------------------------------------------
 def readout_bins(meta: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(edges, in_sr, in_sidebands per bin): BINS_PER_SR bins over the SR, whole bins outwards into the sidebands.
@@ -220,31 +203,107 @@ def sideband_readout(mjj: np.ndarray, weight: np.ndarray, selected: np.ndarray, 
     return Readout(n_on, background, sigma, p, z, chi2 / (n_sb_bins - n_params), n_params)
 
 
+@dataclass(frozen=True)
+class Closure:
+    """The template checked against held-out sideband data at the SR cut's template efficiency.
+
+    ``ratio`` = (data efficiency) / (template efficiency) in the sidebands,
+    ``ratio_error`` its statistical uncertainty (binomial, both samples).
+    """
+
+    ratio: float
+    ratio_error: float
+    n_data: float  # held-out sideband events (the denominator of the data efficiency)
+    n_data_passing: float
+    n_template: int  # sideband template events
+    n_template_passing: int
+
+
+def sideband_closure(template: ScoredSample, data: ScoredSample | None, efficiency: float, meta: dict) -> Closure | str | None:
+    """Compare the template's and the data's efficiency of one cut in the readout sidebands.
+
+    The cut is the one keeping the fraction ``efficiency`` of the template
+    in the sidebands (the template's efficiency of the SR cut): matching the
+    working point by the template's own efficiency keeps the comparison
+    meaningful where the sideband scores come from another model than the
+    SR readout (CATHODE's fold ensemble against its out-of-fold logits).
+    Where the template models the background well the data keep the same
+    fraction, ratio 1; a template that misses where the score points (the
+    flow's samples under-populate exactly the regions its classifier or
+    density ratio selects) gives a ratio above 1. None: the template has no
+    sideband part (nothing to check); a string: why it cannot be checked.
+    """
+    if template.mjj is None:
+        return None
+    t_mjj = np.asarray(template.mjj, dtype=np.float64)
+    _, t_sb = region_masks(t_mjj, meta, default="adjacent")
+    if not t_sb.any():
+        return None
+    if data is None or data.mjj is None:
+        return "no held-out (hunt) data to check the background template in the sidebands"
+    d_mjj, d_score = np.asarray(data.mjj, dtype=np.float64), np.asarray(data.score, dtype=np.float64)
+    _, d_sb = region_masks(d_mjj, meta, default="adjacent")
+    d_sb &= np.isfinite(d_score)
+    t_score = np.asarray(template.score, dtype=np.float64)[t_sb]
+    t_weight = np.asarray(template.weight, dtype=np.float64)[t_sb]
+    _, _, threshold = top_fraction(t_score, t_weight, efficiency)
+    if threshold is None:
+        return "no sideband template event inside the cut"
+    t_pass = t_score >= threshold
+    k_t, n_t = int(t_pass.sum()), int(len(t_score))
+    d_weight = np.asarray(data.weight, dtype=np.float64)[d_sb]
+    n_d, k_d = float(d_weight.sum()), float(d_weight[d_score[d_sb] >= threshold].sum())
+    if k_t < MIN_SIDEBAND_EVENTS or n_d <= 0:
+        return (f"too few sideband events to check the template ({k_t} template events pass the cut, need >= "
+                f"{MIN_SIDEBAND_EVENTS}; {n_d:g} held-out sideband events)")
+    # the data's efficiency is the small sample (a 1 % cut keeps a handful of held-out sideband events):
+    # the Jeffreys estimate (k + 1/2) / (n + 1) stays finite and positive at k = 0, with its 1/(k + 1/2) variance
+    eff_d, eff_t = (k_d + 0.5) / (n_d + 1.0), k_t / n_t
+    ratio = eff_d / eff_t
+    rel_var = (1 - eff_d) / (k_d + 0.5) + (1 - eff_t) / k_t  # binomial, the two samples independent
+    return Closure(ratio, ratio * float(np.sqrt(rel_var)), n_d, k_d, n_t, k_t)
+
+
 def template_readout(mjj: np.ndarray, weight: np.ndarray, score: np.ndarray, threshold: float,
-                     template: ScoredSample, meta: dict) -> Readout | str:
-    """SR background after the cut = (pre-cut sideband-fit SR background) x (template efficiency of the cut).
+                     template: ScoredSample, meta: dict,
+                     check: ScoredSample | None = None) -> tuple[Readout, Closure | None] | str:
+    """SR background after the cut = (pre-cut sideband-fit SR background) x (template efficiency) x (closure).
 
     For scores valid in the SR only (CATHODE's background estimate): the
     sidebands are fitted *before* any cut, so the score is never used there;
-    the cut's background efficiency comes from the method's own SR
-    background model. sigma_B^2 = (eff sigma_pre)^2 + B_pre^2 eff (1 - eff) / n_template.
+    the cut's background efficiency eff comes from the method's own SR
+    background model (the template's rows inside the SR). Where the template
+    also has rows in the readout sidebands, it is checked against the
+    held-out data ``check`` there (:func:`sideband_closure`) and its
+    efficiency corrected by the measured ratio r, whose statistical error
+    enters the background uncertainty:
+    B = B_pre eff r, sigma_B^2 = (eff r sigma_pre)^2 + (B_pre r)^2 eff (1 - eff) / n_template + (B_pre eff sigma_r)^2.
     """
     everything = np.ones(len(mjj), dtype=bool)
     pre = sideband_readout(mjj, weight, everything, meta)
     if isinstance(pre, str):
         return f"pre-cut sideband fit: {pre}"
     t_score, t_weight = np.asarray(template.score), np.asarray(template.weight, dtype=np.float64)
+    if template.mjj is not None:  # the efficiency comes from the template's SR rows only
+        t_sr, _ = region_masks(np.asarray(template.mjj, dtype=np.float64), meta, default="adjacent")
+        t_score, t_weight = t_score[t_sr], t_weight[t_sr]
     n_above = int((t_score >= threshold).sum())
     if n_above < MIN_SIDEBAND_EVENTS:
         return f"only {n_above} background-template events pass the cut (need >= {MIN_SIDEBAND_EVENTS})"
     n_t = len(t_score)
     eff = float(t_weight[t_score >= threshold].sum() / t_weight.sum())
-    background = pre.background * eff
-    sigma = float(np.sqrt((eff * pre.background_error) ** 2 + pre.background**2 * eff * (1 - eff) / n_t))
+    closure = sideband_closure(template, check, eff, meta)
+    if isinstance(closure, str):
+        return f"sideband check of the template: {closure}"
+    ratio, ratio_error = (1.0, 0.0) if closure is None else (closure.ratio, closure.ratio_error)
+    background = pre.background * eff * ratio
+    sigma = float(np.sqrt((eff * ratio * pre.background_error) ** 2
+                          + (pre.background * ratio) ** 2 * eff * (1 - eff) / n_t
+                          + (pre.background * eff * ratio_error) ** 2))
     sr, _ = region_masks(mjj, meta, default="adjacent")
     n_on = float(weight[sr & (np.nan_to_num(score, nan=-np.inf) >= threshold)].sum())
     p, z = z_bi(n_on, background, sigma)
-    return Readout(n_on, background, sigma, p, z, pre.chi2_per_dof, pre.n_params)
+    return Readout(n_on, background, sigma, p, z, pre.chi2_per_dof, pre.n_params), closure
 
 
 def readout_sample(scored: ScoredSignal) -> tuple[ScoredSample | None, str]:
@@ -279,12 +338,13 @@ class SidebandFit(Metric):
     """
 
     name = "sideband_fit"
-    version = "1"
+    version = "2"  # 2: template readouts corrected by their sideband closure (sb_closure), its error in sb_dB
     tasks = ("resonant",)
 
     def compute(self, scored: ScoredSignal) -> Mapping[str, MetricValue]:
         per_cut = ("sb_Z", "sb_N", "sb_B", "sb_dB", "sb_chi2ndf", "sb_S_true")
-        keys = [f"{k}@{label}" for label, _ in CUTS for k in per_cut] + ["sb_Z", "sb_p_min", "sb_trials", "sb_on_training", "sb_template"]
+        per_cut_closure = ("sb_closure", "sb_closure_err")
+        keys = [f"{k}@{label}" for label, _ in CUTS for k in per_cut + per_cut_closure] + ["sb_Z", "sb_p_min", "sb_trials", "sb_on_training", "sb_template"]
         sample, source = readout_sample(scored)
         if sample is None or sample.mjj is None:
             why = source if sample is None else "the readout sample has no mjj"
@@ -299,16 +359,24 @@ class SidebandFit(Metric):
             sr_rows = np.flatnonzero(sr & np.isfinite(score))
             picked, _, threshold = top_fraction(score[sr_rows], weight[sr_rows], fraction)
             if threshold is None or len(picked) == 0:
-                out |= {f"{k}@{label}": Unavailable(f"no SR event in the top {label}") for k in per_cut}
+                out |= {f"{k}@{label}": Unavailable(f"no SR event in the top {label}") for k in per_cut + per_cut_closure}
                 continue
             selected = (sr | sb) & (np.nan_to_num(score, nan=-np.inf) >= threshold)  # NaN: a row the method did not use
+            closure: Closure | None | str = "the readout is not template-based"
             if source.startswith("template"):
-                result = template_readout(mjj, weight, score, threshold, scored.template, meta)
+                result = template_readout(mjj, weight, score, threshold, scored.template, meta, check=scored.hunt)
+                if not isinstance(result, str):
+                    result, closure = result
+                    closure = closure or "the template has no sideband part to check (taken as exact)"
             else:
                 result = sideband_readout(mjj, weight, selected, meta)
             if isinstance(result, str):
-                out |= {f"{k}@{label}": Unavailable(result) for k in per_cut}
+                out |= {f"{k}@{label}": Unavailable(result) for k in per_cut + per_cut_closure}
                 continue
+            if isinstance(closure, Closure):
+                out |= {f"sb_closure@{label}": closure.ratio, f"sb_closure_err@{label}": closure.ratio_error}
+            else:
+                out |= {f"{k}@{label}": Unavailable(closure) for k in per_cut_closure}
             pvalues.append(result.p_value)
             truth = np.asarray(sample.label) == 1 if sample.label is not None else np.zeros(len(mjj), bool)
             out |= {
