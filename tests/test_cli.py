@@ -5,19 +5,13 @@ import json
 import pytest
 
 from hepad_bench import cli
+from cli_helpers import run_cli  # noqa: E402
 
 
 @pytest.fixture
 def toy_cli(toy_registry, monkeypatch):
     monkeypatch.setattr(cli, "registry", lambda: toy_registry)
     return toy_registry
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as ex:
-        cli.main(args)
-    captured = capsys.readouterr()
-    return ex.value.code, captured.out, captured.err
 
 
 def ok_cli(args, capsys):

@@ -11,16 +11,7 @@ from rich.console import Console
 from hepad_bench import cli
 from hepad_bench.console import RichProgress
 from hepad_bench.summary import MIN_EVENTS_PER_CLASS, MIN_SIGNAL_PASSING, EventCounts, small_sample_reason
-
-
-def run_cli(args, capsys):
-    try:
-        cli.main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from cli_helpers import run_cli  # noqa: E402
 
 
 def table_rows(out: str) -> list[list[str]]:

@@ -21,12 +21,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from hepad_bench import cli
 from hepad_bench.contracts import Progress
 from hepad_bench.errors import DataError, UserError
 from hepad_plugins.datasets.table import Table, TableOptions
 from hepad_plugins.datasets.table_card import Feature, read_card
 from hepad_plugins.datasets.table_io import evaluate, read_file
+from cli_helpers import run_cli  # noqa: E402
 
 N_BKG, N_SIG = 600, 200
 
@@ -97,16 +97,6 @@ def load(card: Path, data_dir: Path | None = None, data_seed: int | None = None)
     if data_seed is not None:
         ds.data_seed = data_seed  # what Dataset.__init__(data_seed=...) stores (shared contract of issue 12)
     return ds.load(data_dir, Progress())
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        cli.main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # -- the round trip --------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import http.server
 import threading
 import types
 import warnings
-from pathlib import Path
 
 import numpy as np
 import polars as pl

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from cli_helpers import pip_install_into  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "hepad-bench-example-dataset"
@@ -27,11 +28,7 @@ DIST = "hepad-bench-example-dataset"
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(EXAMPLE)],
-        check=True, capture_output=True, text=True,
-    )
+    pip_install_into(target, EXAMPLE)
     assert list(target.glob("hepad_bench_example_dataset-*.dist-info/entry_points.txt"))
     assert (target / "hepad_example_dataset" / "blobs.csv").is_file()  # the data travels in the wheel
     return target

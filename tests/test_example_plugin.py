@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from cli_helpers import pip_install_into  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hepad-bench-example-plugin"
 
@@ -21,11 +22,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hepad-bench-exampl
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(EXAMPLE)],
-        check=True, capture_output=True, text=True,
-    )
+    pip_install_into(target, EXAMPLE)
     assert list(target.glob("hepad_bench_example_plugin-*.dist-info/entry_points.txt"))
     return target
 

@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -26,8 +25,7 @@ from hepad_bench.cache import read_parquet_block, table_sha256
 from hepad_bench.contracts import FitContext, Progress
 from hepad_bench.data import TrainingData
 from hepad_bench.runner import Runner
-from hepad_plugins.datasets import _common
-from hepad_plugins.datasets._common import Standardiser, take, take_block, with_bookkeeping
+from hepad_bench.dataset_tools import Standardiser, take, take_block, with_bookkeeping
 from hepad_plugins.datasets.adc2021 import ADC2021, FEATURES, PT_FEATURES
 from hepad_plugins.detectors import autoencoders, baselines
 from hepad_plugins.detectors.autoencoders import AEDetector, VAEDetector, _column_mean_std

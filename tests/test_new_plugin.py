@@ -9,7 +9,6 @@ suite there, which itself installs the package and runs it through the CLI.
 import json
 import os
 import subprocess
-import sys
 import sysconfig
 import tomllib
 import venv
@@ -19,13 +18,7 @@ import pytest
 
 from hepad_bench import cli
 from hepad_bench.scaffold import PluginNames, check_name, write_package
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as ex:
-        cli.main(args)
-    captured = capsys.readouterr()
-    return ex.value.code, captured.out, captured.err
+from cli_helpers import run_cli  # noqa: E402
 
 
 @pytest.mark.parametrize("args, message", [
