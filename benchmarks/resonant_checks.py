@@ -103,7 +103,17 @@ def closure_on_nulls(results: list, detector: str) -> list[float]:
     return out
 
 
+def mark_null_controls(results: list) -> None:
+    """Flag every background-only run as a null control, also one stored earlier as a primary
+    ``-o n_signal=0`` run (same run key as the twin, so the runner skips it with its old run.json)."""
+    for res in results:
+        run = res.run or {}
+        if getattr(res.spec, "null_of", None) is not None or run.get("dataset", {}).get("options", {}).get("n_signal") == 0:
+            run["null_control"] = True
+
+
 def report(results: list, detectors: list[str], seeds: list[int]) -> int:
+    mark_null_controls(results)
     searches = search.summarise(results)
     print(f"\n{DATASET}: sliding-window search, seeds {seeds}\n")
     head = ["detector", "setting", "seed", "best SR (TeV)", "local Z", "global Z", "windows read"]
@@ -170,8 +180,6 @@ def report_stored(args: argparse.Namespace) -> int:
                 continue
             if seeds and run["seed"] not in seeds:
                 continue
-            if run["dataset"]["options"].get("n_signal") == 0:  # a null twin, or the same run asked with -o n_signal=0
-                run["null_control"] = True
             spec = RunSpec(args.dataset, det, seed=int(run["seed"]))
             results.append(RunResult(spec, folder, "skipped", metrics=metrics, run=run))
     return report(results, detectors, sorted({r.spec.seed for r in results}))
