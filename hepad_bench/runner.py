@@ -17,7 +17,9 @@ in this process.
 from __future__ import annotations
 
 import json
+import os
 import platform
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -76,12 +78,20 @@ def _package_version(name: str) -> str | None:
         return None
 
 
+def _gpu_driver_present() -> bool:
+    """A cheap hint, without importing torch, that CUDA may be available: an NVIDIA (or ROCm) driver on
+    Linux; elsewhere (Windows, macOS) we cannot tell, so torch is asked."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(p) for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd"))
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` where torch sees a GPU, else ``cpu``; ``cuda`` without one is an error."""
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise UserError(f"unknown device '{device}': use auto, cpu or cuda")
-    if device == "cpu":
-        return device
+    if device == "cpu" or (device == "auto" and not _gpu_driver_present()):
+        return "cpu"  # without a GPU driver torch could not see one: spare a run of pyod detectors its import
     try:
         import torch
 

@@ -144,3 +144,19 @@ def test_a_changed_metric_is_recomputed_from_the_stored_scores_without_training(
     mtime = (first.folder / "metrics.json").stat().st_mtime_ns
     Runner(toy_registry, tmp_path).run_one(spec)  # up to date now: left alone
     assert (first.folder / "metrics.json").stat().st_mtime_ns == mtime
+
+
+def test_auto_device_without_a_gpu_driver_is_cpu_and_imports_no_torch():
+    """``--device auto`` (the default) on a machine without a GPU driver resolves to cpu without importing
+    torch, so a grid of pyod detectors never pays for it; with a driver, torch is asked."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom hepad_bench import runner\nrunner._gpu_driver_present = lambda: False\n"
+            "print(runner.resolve_device('auto'), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["cpu", "False"]
+    code = ("import sys\nfrom hepad_bench import runner\nrunner._gpu_driver_present = lambda: True\n"
+            "runner.resolve_device('auto')\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True"]
