@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from hepad_bench import Detector, FitContext, Progress, UserError
+from hepad_bench import Detector, FitContext, UserError
 from hepad_bench.cost import measure_cost, torch_model_cost
 from hepad_bench.plugins import load_registry
 from hepad_bench.runner import Runner, RunSpec
+from thread_spy import ThreadSpy  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -134,22 +134,15 @@ def test_every_first_party_torch_detector_has_the_threads_setting(real_registry,
 def test_deepsvdd_fits_and_scores_with_its_threads_and_restores_torch(real_registry):
     from hepad_bench import TrainingData
 
-    class ThreadSpy(Progress):
-        seen: list[int] = []
-
-        @contextmanager
-        def task(self, description, total=None):
-            self.seen.append(torch.get_num_threads())
-            yield lambda _n=1: None
-
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 4)).astype(np.float32)
     train = TrainingData(features=list("abcd"), x=x, weight=np.ones(300), x_val=x[:50], weight_val=np.ones(50))
     cls = real_registry.detector("deepsvdd")
     det = cls(cls.Config(epochs=1, pretrain_epochs=1, threads=2))
     torch.set_num_threads(1)
-    det.fit(train, FitContext(seed=0, progress=ThreadSpy()))
-    assert ThreadSpy.seen == [2, 2] and torch.get_num_threads() == 1
+    spy = ThreadSpy()
+    det.fit(train, FitContext(seed=0, progress=spy))
+    assert spy.seen == [2, 2] and torch.get_num_threads() == 1
     seen_in_score = []
     real_distance = det._distance
     det._distance = lambda xb: (seen_in_score.append(torch.get_num_threads()), real_distance(xb))[1]

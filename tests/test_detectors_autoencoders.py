@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 from hepad_bench import FitContext, TrainingData, UserError
 from hepad_bench.params import build_config
 from hepad_plugins.detectors.autoencoders import AEDetector, VAEDetector
+from thread_spy import ThreadSpy  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -194,22 +195,11 @@ def test_detectors_are_registered_with_a_summary_line():
 
 
 def test_training_uses_the_configured_thread_count_and_restores_torch_setting(toy):
-    from contextlib import contextmanager
-
-    from hepad_bench import Progress
-
-    class ThreadSpy(Progress):
-        seen: list[int] = []
-
-        @contextmanager
-        def task(self, description, total=None):
-            self.seen.append(torch.get_num_threads())
-            yield lambda _n=1: None
-
     torch.set_num_threads(1)
     det = AEDetector(AEDetector.Config(epochs=1, threads=2))
-    det.fit(toy["train"], FitContext(seed=0, progress=ThreadSpy()))
-    assert ThreadSpy.seen == [2]
+    spy = ThreadSpy()
+    det.fit(toy["train"], FitContext(seed=0, progress=spy))
+    assert spy.seen == [2]
     assert torch.get_num_threads() == 1
     det.score(toy["test"][:10])
     assert torch.get_num_threads() == 1
