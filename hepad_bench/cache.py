@@ -94,14 +94,7 @@ def verified_parquet(path: Path, sha256: str | None) -> pl.DataFrame:
     The float32 columns come back as views of one column-major block (:func:`read_parquet_block`),
     so ``Benchmark.features_of`` hands detectors the table itself, not a copy.
     """
-    if not path.is_file():
-        raise CorruptCache(f"{path} is missing")
-    if sha256 is None or file_sha256(path) != sha256:
-        raise CorruptCache(f"{path} does not match its recorded sha256")
-    try:
-        return read_parquet_block(path)
-    except Exception as exc:  # polars and pyarrow raise several types for a damaged file
-        raise CorruptCache(f"{path} cannot be read ({type(exc).__name__})") from None
+    return _VerifiedFile(path, sha256)()
 
 
 def read_parquet_block(path: Path) -> pl.DataFrame:
@@ -163,24 +156,116 @@ def _write_benchmark(folder: Path, bench: Benchmark) -> None:
     (folder / "benchmark.json").write_text(json.dumps(header, indent=1, default=str))
 
 
+class _VerifiedFile:
+    """Reads one cached Parquet file, checking its sha256 once: again only if its size or mtime changes."""
+
+    def __init__(self, path: Path, sha256: str | None):
+        self.path, self.sha256, self.checked = path, sha256, None
+
+    def verify(self) -> None:
+        if not self.path.is_file():
+            raise CorruptCache(f"{self.path} is missing")
+        stat = self.path.stat()
+        if self.checked != (stat.st_size, stat.st_mtime_ns):
+            if self.sha256 is None or file_sha256(self.path) != self.sha256:
+                raise CorruptCache(f"{self.path} does not match its recorded sha256")
+            self.checked = (stat.st_size, stat.st_mtime_ns)
+
+    def __call__(self) -> pl.DataFrame:
+        self.verify()
+        try:
+            return read_parquet_block(self.path)
+        except Exception as exc:  # polars and pyarrow raise several types for a damaged file
+            raise CorruptCache(f"{self.path} cannot be read ({type(exc).__name__})") from None
+
+    def height(self) -> int:
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(self.path).num_rows
+
+
+#: The tables :class:`CachedBenchmark` reads on first use (the big ones); the others are read with the header.
+LAZY_TABLES = ("train", "validation", "test")
+
+
+def _lazy_table(name: str) -> property:
+    def get(self: CachedBenchmark) -> pl.DataFrame:
+        table = self._loaded.get(name)
+        if table is None:
+            table = self._loaded[name] = self._readers[name]()
+        return table
+
+    def put(self: CachedBenchmark, table: pl.DataFrame | None) -> None:
+        self.__dict__.setdefault("_loaded", {})[name] = table
+
+    return property(get, put, doc=f"The {name} table, read from the cache on first use (see ``release``).")
+
+
+class CachedBenchmark(Benchmark):
+    """A benchmark read from the cache whose ``train``, ``validation`` and ``test`` are read on first use.
+
+    At collaboration scale these three are the whole table (GBs), and a run
+    needs ``train`` + ``validation`` to fit and ``test`` to score, never all at
+    once: the runner calls :meth:`release` between the two, so peak memory is
+    the larger of the two phases, not their sum. Each file's sha256 is checked
+    when the entry is opened (a damaged entry is rebuilt, as before) and again
+    only if the file changes. Anything else (signals, extra tables) is read at
+    once. Built with tables in memory (``dataclasses.replace``), it is an
+    ordinary :class:`Benchmark`.
+    """
+
+    train = _lazy_table("train")
+    validation = _lazy_table("validation")
+    test = _lazy_table("test")
+    _readers: dict[str, _VerifiedFile] = {}  # noqa: RUF012 (never mutated: an instance sets its own)
+
+    def __init__(self, *args: Any, readers: dict[str, _VerifiedFile] | None = None, **fields: Any):
+        if readers is not None:
+            self._readers = readers
+            fields = {name: None for name in LAZY_TABLES} | fields
+        super().__init__(*args, **fields)
+
+    def release(self, *names: str) -> None:
+        for name in names or LAZY_TABLES:
+            if name in self._readers:
+                self._loaded[name] = None
+
+    def event_counts(self) -> dict[str, int]:
+        """Counts from the Parquet footers for tables not in memory (reading nothing else)."""
+        lazy = {name: (self._loaded[name].height if self._loaded.get(name) is not None else reader.height())
+                for name, reader in self._readers.items()}
+        return {name: lazy.get(name) if name in lazy else table.height
+                for name, table in self._eager_tables().items()}
+
+    def _eager_tables(self) -> dict[str, pl.DataFrame | None]:
+        out: dict[str, pl.DataFrame | None] = {name: self._loaded.get(name) for name in LAZY_TABLES}
+        out |= {f"signal/{k}": v for k, v in self.signals.items()}
+        out |= {f"signal_train/{k}": v for k, v in self.signal_train.items()}
+        out |= {f"extra/{k}": v for k, v in self.extra.items()}
+        return out
+
+
 def _read_benchmark(folder: Path) -> Benchmark:
     try:
         header = json.loads((folder / "benchmark.json").read_text())
     except (OSError, ValueError) as exc:
         raise CorruptCache(f"{folder / 'benchmark.json'} cannot be read ({type(exc).__name__})") from None
     files = header.get("files", {})
-    tables = {name: verified_parquet(folder / _table_file(name), files.get(_table_file(name)))
-              for name in header["tables"]}
+    readers = {name: _VerifiedFile(folder / _table_file(name), files.get(_table_file(name)))
+               for name in header["tables"]}
+    for reader in readers.values():  # every file checked now: a damaged entry is found before any run starts
+        reader.verify()
+    tables = {name: reader() for name, reader in readers.items() if name not in LAZY_TABLES}
 
     def group(prefix: str) -> dict[str, pl.DataFrame]:
         return {k.split("/", 1)[1]: v for k, v in tables.items() if k.startswith(prefix + "/")}
 
-    return Benchmark(
+    return CachedBenchmark(
         dataset=header["dataset"], version=header["version"], task=header["task"],
-        features=header["features"], train=tables["train"], validation=tables["validation"],
-        test=tables["test"], signals=group("signal"), signal_train=group("signal_train"),
+        features=header["features"], signals=group("signal"), signal_train=group("signal_train"),
         extra=group("extra"), resonant=header["resonant"], meta=header["meta"],
         fingerprint=header["fingerprint"], train_contamination=header.get("train_contamination"),
+        readers={name: readers[name] for name in LAZY_TABLES},
     )
 
 

@@ -90,6 +90,13 @@ class Benchmark:
     def event_counts(self) -> dict[str, int]:
         return {k: v.height for k, v in self.tables().items()}
 
+    def release(self, *names: str) -> None:
+        """Let go of tables that can be read back on demand (``train``, ``validation``, ``test``; all when
+        no name is given). A no-op for a benchmark built in memory; one read from the dataset cache
+        (:class:`hepad_bench.cache.CachedBenchmark`) drops them and reads them again on the next access,
+        so that a run holds its training splits while it fits and its test split while it scores, never
+        the whole table (issue 11)."""
+
     def capped(self, max_events: int | None) -> Benchmark:
         """A copy with every table cut to its first ``max_events`` rows."""
         if max_events is None:

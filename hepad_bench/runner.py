@@ -151,16 +151,6 @@ def train_contamination(bench: Benchmark) -> float | None:
     return bench.train_contamination
 
 
-def check_contamination(bench: Benchmark, data_cls: type) -> None:
-    """Refuse undeclared signal in an unsupervised training split (before any training)."""
-    fraction = train_contamination(bench)
-    if fraction and not getattr(data_cls, "contaminated_training", False):
-        raise UserError(
-            f"dataset {data_cls.name} puts signal (label 1, fraction {fraction:.3g}) into its training data "
-            "but does not declare contaminated_training = True"
-        )
-
-
 class Runner:
     """Runs specs in this process, loading each dataset once per distinct options."""
 
@@ -173,6 +163,7 @@ class Runner:
         self.force = force
         self.timeout = timeout
         self._benchmarks: dict[tuple, Benchmark] = {}
+        self._contaminations: dict[int, float | None] = {}  # id(benchmark) -> train_contamination, worked out once
 
     # -- spec -> identities ------------------------------------------------
     def dataset_identity(self, spec: RunSpec) -> tuple[Any, dict[str, Any]]:
@@ -233,14 +224,16 @@ class Runner:
         check_writable(self.output)
         for spec in specs:
             bench, det_cls = self.benchmark(spec), self.registry.detector(spec.detector)
-            if bench.train.height == 0:
+            counts = bench.event_counts()  # from the cache's Parquet footers: no table is read for this
+            if counts["train"] == 0:
                 raise UserError(f"dataset {spec.dataset} has an empty training split; check its -o options")
-            check_contamination(bench, self.registry.dataset(spec.dataset))
-            if bench.validation.height < det_cls.min_validation_events:
+            self._check_contamination(bench, self.registry.dataset(spec.dataset))
+            if counts["validation"] < det_cls.min_validation_events:
                 raise UserError(
                     f"detector {det_cls.name} needs at least {det_cls.min_validation_events} validation events; "
-                    f"dataset {spec.dataset} has {bench.validation.height} (raise -o validation_fraction)"
+                    f"dataset {spec.dataset} has {counts['validation']} (raise -o validation_fraction)"
                 )
+            bench.release()  # the contamination check may have read the training splits: not held between runs
 
     def expand(self, specs: list[RunSpec], null_controls: bool = True) -> list[RunSpec]:
         """Scans into one spec per window, then each spec followed by its background-only twin.
@@ -286,6 +279,21 @@ class Runner:
                 bench.meta["working_points"] = [float(p) for p in points]
             self._benchmarks[memo_key] = bench.capped(spec.max_events)
         return self._benchmarks[memo_key]
+
+    def _train_contamination(self, bench: Benchmark) -> float | None:
+        """:func:`train_contamination` of a loaded benchmark, worked out once (it reads the training labels)."""
+        if id(bench) not in self._contaminations:
+            self._contaminations[id(bench)] = train_contamination(bench)
+        return self._contaminations[id(bench)]
+
+    def _check_contamination(self, bench: Benchmark, data_cls: type) -> None:
+        """Refuse undeclared signal in an unsupervised training split (before any training)."""
+        fraction = self._train_contamination(bench)
+        if fraction and not getattr(data_cls, "contaminated_training", False):
+            raise UserError(
+                f"dataset {data_cls.name} puts signal (label 1, fraction {fraction:.3g}) into its training data "
+                "but does not declare contaminated_training = True"
+            )
 
     def run_all(self, specs: list[RunSpec], null_controls: bool = True) -> list[RunResult]:
         specs = self.expand(specs, null_controls)
@@ -355,7 +363,7 @@ class Runner:
             "signals": sorted(bench.signals), "event_counts": bench.event_counts(),
             "dataset_meta": bench.meta, "resonant": bench.resonant,
             # signal fraction of train + validation (issue 12); None: resonant, or no truth labels and none declared
-            "train_contamination": train_contamination(bench),
+            "train_contamination": self._train_contamination(bench),
             "versions": {
                 "hepad-bench": __version__, "plugin": det_cls.version,
                 "plugin_distribution": self.registry.detectors[det_cls.name].distribution,
@@ -475,6 +483,7 @@ class Runner:
         try:
             for signal in models:
                 fit_s += worker.fit(self._training_data(bench, det_cls.kind, signal))
+                bench.release("train", "validation")  # fitted: a cached benchmark reads test next, not on top of these
                 t0 = time.perf_counter()
                 model = signal or ""
                 targets = [signal] if signal else sorted(bench.signals)
@@ -503,6 +512,7 @@ class Runner:
                     extra.setdefault("training_summary", {})[model] = summary
         finally:
             worker.close()
+            bench.release()  # a grid's next run reads its splits again, rather than every run holding them all
         return pl.concat(parts), {"fit_seconds": round(fit_s, 3), "score_seconds": round(score_s, 3)} | extra
 
     def _metric_versions(self, task: str) -> dict[str, str]:
