@@ -137,6 +137,18 @@ class Registry:
     def run_metrics(self) -> list[type[Metric]]:
         return [e.load() for e in self.metrics.values() if e.kind == "per-run"]
 
+    def run_metric_versions(self, task: str) -> dict[str, str]:
+        """{name: version} of the per-run metrics of ``task``, from the metadata where the class is not loaded yet
+        (a run asks before training; importing the metrics then would hold their libraries through the fit)."""
+        out = {}
+        for entry in self.metrics.values():
+            if entry.kind != "per-run":
+                continue
+            tasks = entry.cls.tasks if entry.cls is not None else entry.meta.get("tasks", ())
+            if task in tasks:
+                out[entry.name] = str(entry.version)
+        return out
+
     def comparative_metrics(self) -> list[type[ComparativeMetric]]:  # a leaderboard imports these, not the detectors
         return [e.load() for e in self.metrics.values() if e.kind == "comparative"]
 

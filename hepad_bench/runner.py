@@ -517,7 +517,7 @@ class Runner:
 
     def _metric_versions(self, task: str) -> dict[str, str]:
         """{name: version} of the per-run metrics of ``task``: recorded in run.json, so stale metrics are redone."""
-        return {m.name: str(getattr(m, "version", "")) for m in self.registry.run_metrics() if task in m.tasks}
+        return self.registry.run_metric_versions(task)
 
     def _metrics(self, scores: pl.DataFrame, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

@@ -137,6 +137,17 @@ def test_cached_registry_imports_no_plugin_until_a_class_is_used(fake_site, monk
     assert first_party.cls is None and first_party.meta["defaults"]["n_bins"] == 10
 
 
+def test_run_metric_versions_come_from_the_cache_without_importing_metrics(fake_site, monkeypatch):
+    """A run records its metrics' versions before training: from the metadata, so that the metric modules
+    (scikit-learn, scipy, pyhf) load after the fit and not during it. Equal to the classes' own versions."""
+    built, _ = fresh_registry(monkeypatch)
+    cached, _ = fresh_registry(monkeypatch)
+    for task in ("unsupervised", "resonant"):
+        from_classes = {m.name: str(m.version) for m in built.run_metrics() if task in m.tasks}
+        assert from_classes and cached.run_metric_versions(task) == from_classes == built.run_metric_versions(task)
+    assert all(entry.cls is None for entry in cached.metrics.values())
+
+
 def test_cache_is_rebuilt_when_a_distribution_version_changes(fake_site, monkeypatch):
     fresh_registry(monkeypatch)
     assert fresh_registry(monkeypatch)[0].detectors["startup-sum"].cls is None  # served from the cache
