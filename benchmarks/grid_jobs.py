@@ -12,8 +12,8 @@ included: that is what a user waits for. The goal on 2 cores is a ratio >= 1.7.
 The machine's load average is printed before and after: on a shared machine other processes take
 cores from the parallel side first, so read the ratio next to it (with Linux's autogroup scheduling a busy
 machine gives this session about the same CPU share however many workers it starts: the wall ratio then
-drops towards the CPU ratio, which shows the parallel side's own overhead: worker start-up, a second
-numba compilation or torch start-up).
+drops towards the CPU ratio, which shows the parallel side's own overhead: worker start-up, each
+worker's own imports and torch start-up).
 """
 
 from __future__ import annotations

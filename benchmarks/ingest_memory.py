@@ -17,8 +17,8 @@ For each it prints the wall time and the child's peak resident set size (from
 ``os.wait4``, the kernel's own maximum: no sampling) divided by the size of the
 float32 feature table of the background (events x 57 x 4 bytes), the figure the
 memory goal (<= 1.5) is stated in. For scale it also prints the fixed cost of a
-run (the same ``hbos`` and ``ae`` runs on a 10 000-event file: imports, numba's
-JIT, torch's start-up) and (peak - fixed cost) / table, the part that grows with
+run (the same ``hbos`` and ``ae`` runs on a 10 000-event file: imports,
+torch's start-up) and (peak - fixed cost) / table, the part that grows with
 the data, and the ``ae``'s scoring rate as the run recorded it in ``run.json``
 (wall clock: it depends on how busy the machine is).
 

@@ -268,7 +268,7 @@ class _Slot:
 def _next_for(slot: _Slot, todo: deque[tuple[RunSpec, bool]], slots: list[_Slot]) -> tuple[RunSpec, bool]:
     """The task an idle worker takes: its own detector's next run, else that of the detector fewest workers run.
 
-    A detector's first run in a process pays one-off costs (imports, numba compilation, torch start-up: seconds
+    A detector's first run in a process pays one-off costs (imports, torch start-up: seconds
     against a small run's fraction of a second), so each detector stays with as few workers as keep them all busy.
     """
     def rank(item: tuple[int, tuple[RunSpec, bool]]) -> tuple[int, int]:
