@@ -56,8 +56,11 @@ def check_dijet_v2_table(folder):
         for n in (f"nisj_{k}", f"nesj_{k}"):  # subjet counts stay exact integers in float16
             counts = t[n].to_numpy()
             assert np.array_equal(counts, np.round(counts)) and counts.min() >= 1
-    # the generator's filter: leading jet pT > 1.2 TeV (massless re-clustering and float16 move it by < 1 %)
-    assert t["pt_1"].min() > 1.19
+    # the generator's filter: leading jet pT > 1.2 TeV. Re-clustering the stored massless constituents (eta for
+    # rapidity) can move an edge particle out of the jet, and float16 rounds by 0.1 %: a rare event a few % below
+    # (measured: 1 in 155 000 below 1.19 TeV, the lowest 1.173), never a population
+    pt = t["pt_1"].to_numpy()
+    assert pt.min() > 1.15 and (pt < 1.19).mean() < 1e-4
     sig, qcd = t.filter(pl.col("label") == 1), t.filter(pl.col("label") == 0)
     assert 3.2 < np.median(sig["mjj"].to_numpy()) < 3.6  # the 3.5 TeV W'
     heavy = np.maximum(sig["mass_1"].to_numpy(), sig["mass_2"].to_numpy())
