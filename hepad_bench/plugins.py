@@ -144,9 +144,12 @@ class Registry:
         for entry in self.metrics.values():
             if entry.kind != "per-run":
                 continue
-            tasks = entry.cls.tasks if entry.cls is not None else entry.meta.get("tasks", ())
+            if entry.cls is not None:  # loaded: the class itself is the authority
+                tasks, version = entry.cls.tasks, getattr(entry.cls, "version", entry.version)
+            else:
+                tasks, version = entry.meta.get("tasks", ()), entry.version
             if task in tasks:
-                out[entry.name] = str(entry.version)
+                out[entry.name] = str(version)
         return out
 
     def comparative_metrics(self) -> list[type[ComparativeMetric]]:  # a leaderboard imports these, not the detectors
