@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         runner = Runner(registry, args.output, data_dir=args.data_dir, force=args.force)
         specs = runner.expand([RunSpec(args.dataset, det, seed=seed, dataset_options=options,
                                        params=tuple(params.get(det, ())), device=device)
-                               for det in detectors for seed in seeds])
+                               for seed in seeds for det in detectors])  # seed-major: LaCATHODE reuses CATHODE's flow
         runner.validate(specs)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

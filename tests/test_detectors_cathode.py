@@ -17,8 +17,9 @@ import torch
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from hepad_bench import FitContext, TrainingData, UserError
+from hepad_bench import FitContext, Progress, TrainingData, UserError
 from hepad_plugins.regions import region_masks as readout_masks
+from hepad_plugins.detectors import _flow_cache as flow_cache
 from hepad_plugins.detectors.cathode import Cathode, CathodeConfig, LaCathode, sample_sr_masses
 from hepad_plugins.detectors.weak import ClassifierConfig, CWoLa, region_masks, signal_region
 
@@ -158,7 +159,8 @@ def test_sr_masses_stay_in_the_region_and_follow_the_data():
     assert stats.ks_2samp(drawn, m).pvalue > 0.01
 
 
-def test_deterministic_for_a_seed():
+def test_deterministic_for_a_seed(monkeypatch):
+    monkeypatch.setenv(flow_cache.ENV_SWITCH, "0")  # every fit trains its own flow: this checks the fit itself
     train, rng = toy(seed=5, n_bkg=2000, n_sig=50)
     cfg = dataclasses.replace(FAST, flow_epochs=2, epochs=2, flow_transforms=1, flow_hidden=(8,))
     test = background(rng, 300)
@@ -237,3 +239,54 @@ def test_registered_through_entry_point():
     (ep,) = [e for e in entry_points(group="hepad_bench") if e.name == "detectors_cathode"]
     assert ep.load().hepad_detectors() == [Cathode, LaCathode]
     assert {Cathode.kind, LaCathode.kind} == {"weakly_supervised"} and Cathode.tasks == ("resonant",)
+
+
+class _Warnings(Progress):
+    def __init__(self):
+        self.seen = []
+
+    def warn(self, message):
+        self.seen.append(message)
+
+
+def _fit_scores(cls, train, cfg, test, seed=7):
+    det = cls(cfg)
+    progress = _Warnings()
+    det.fit(train, FitContext(seed=seed, progress=progress))
+    return det, det.score(test, mjj=test[:, 0].astype(np.float64)), progress.seen
+
+
+def test_lacathode_reuses_cathodes_sideband_flow_with_the_scores_of_its_own_fit(monkeypatch):
+    train, rng = toy(seed=6, n_bkg=2000, n_sig=50)
+    cfg = dataclasses.replace(FAST, flow_epochs=3, epochs=2, flow_transforms=1, flow_hidden=(8,))
+    test = np.concatenate([background(rng, 300), signal(rng, 30)])
+    monkeypatch.setenv(flow_cache.ENV_SWITCH, "0")
+    _, own, _ = _fit_scores(LaCathode, train, cfg, test)
+    monkeypatch.delenv(flow_cache.ENV_SWITCH)
+    cathode, _, _ = _fit_scores(Cathode, train, cfg, test)
+    lacathode, shared, warned = _fit_scores(LaCathode, train, cfg, test)
+    assert cathode.training_summary()["sideband_flow"] == "fitted"
+    assert lacathode.training_summary()["sideband_flow"] == "reused"
+    assert lacathode.training_summary()["sideband_flow_key"] == cathode.training_summary()["sideband_flow_key"]
+    assert not warned
+    np.testing.assert_array_equal(shared, own)  # bit for bit: the reused flow is the flow it would have fitted
+    # another seed, or other data, is another flow
+    assert _fit_scores(LaCathode, train, cfg, test, seed=8)[0].training_summary()["sideband_flow"] == "fitted"
+    other, _ = toy(seed=9, n_bkg=2000, n_sig=50)
+    assert _fit_scores(LaCathode, other, cfg, test)[0].training_summary()["sideband_flow"] == "fitted"
+
+
+def test_a_damaged_flow_cache_entry_is_discarded_with_a_warning_and_the_flow_fitted_again():
+    train, rng = toy(seed=6, n_bkg=2000, n_sig=50)
+    cfg = dataclasses.replace(FAST, flow_epochs=3, epochs=2, flow_transforms=1, flow_hidden=(8,))
+    test = background(rng, 300)
+    first, scores, _ = _fit_scores(Cathode, train, cfg, test)
+    (entry,) = flow_cache.folder().glob("*.pt")
+    data = bytearray(entry.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    entry.write_bytes(bytes(data))
+    again, rescored, warned = _fit_scores(Cathode, train, cfg, test)
+    assert again.training_summary()["sideband_flow"] == "fitted"
+    assert len(warned) == 1 and entry.name in warned[0] and "sha256" in warned[0]
+    np.testing.assert_array_equal(rescored, scores)
+    assert _fit_scores(Cathode, train, cfg, test)[0].training_summary()["sideband_flow"] == "reused"  # rewritten

@@ -14,6 +14,10 @@ signal region:
   N(0, 1) in z at every mass, so the score does not learn mjj and may be
   applied outside the signal region without sculpting the spectrum.
 
+Both fit the same flow on the same sidebands; the fitted flow is kept in the
+cache (:mod:`hepad_plugins.detectors._flow_cache`), so the second of the
+pair on the same data, seed and settings reuses it (bit for bit on the CPU).
+
 Published defaults, read from the authors' reference implementation
 uhh-pd-ml/sk_cathode (facts only; this code is independent) and the papers:
 flow 15 MADE blocks with 128 hidden units (two hidden layers each), Adam
@@ -27,7 +31,7 @@ oversampling; classifier 64-64-64 ReLU, Adam lr 1e-3, batch 128, at most
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -35,6 +39,7 @@ from scipy.special import expit, logit
 from sklearn.neighbors import KernelDensity
 
 from hepad_bench import Detector, FitContext, TrainingData, UserError, hookimpl
+from hepad_plugins.detectors import _flow_cache as flow_cache
 from hepad_plugins.detectors._torch import cpu_threads
 from hepad_plugins.detectors.anode import AnodeConfig, ConditionalDensity
 from hepad_plugins.regions import region_masks as readout_masks
@@ -156,11 +161,27 @@ class SidebandFlow:
         self.pre = LogitScaler(x) if cfg.logit_inputs else _Identity()
         y, y_val = self.pre.transform(x), self.pre.transform(x_val)
         scale = y.std(axis=0)
+        device = torch.device(ctx.device)
         torch.manual_seed(int(ctx.rng(11).integers(2**31)))  # the flow's initial weights
         self.density = ConditionalDensity(
             x.shape[1], True, cfg.flow_config(), y.mean(axis=0), np.where(scale > 0, scale, 1.0),
-            float(mjj.mean()), float(mjj.std()) or 1.0, torch.device(ctx.device))
-        self.density.fit(y, mjj, y_val, mjj_val, cfg.flow_config(), ctx, 12, f"{what} flow (sidebands)")
+            float(mjj.mean()), float(mjj.std()) or 1.0, device)
+        # CATHODE and LaCATHODE fit this same flow on the same data: the second one reuses it
+        self.key = flow_cache.flow_key(
+            [x, mjj, x_val, mjj_val],
+            {"flow": asdict(cfg.flow_config()), "logit_inputs": cfg.logit_inputs, "seed": ctx.seed,
+             "device": str(device), "threads": torch.get_num_threads()})
+        state = flow_cache.load(self.key, device, ctx.progress.warn)
+        if state is not None:
+            self.density.flow.load_state_dict(state["flow"])
+            self.density.context_range = tuple(state["context_range"])
+            self.best_epoch, self.reused = int(state["best_epoch"]), True
+        else:
+            self.density.fit(y, mjj, y_val, mjj_val, cfg.flow_config(), ctx, 12, f"{what} flow (sidebands)")
+            self.best_epoch, self.reused = self.density.history.best_epoch, False
+            flow_cache.store(self.key, {"flow": self.density.flow.state_dict(),
+                                        "context_range": list(self.density.context_range),
+                                        "best_epoch": self.best_epoch}, ctx.progress.warn)
 
     def sample(self, mjj: np.ndarray, seed: int) -> np.ndarray:
         torch.manual_seed(seed)
@@ -228,6 +249,11 @@ class _SidebandTemplate(Detector):
         self._n_features = train.x.shape[1]
         self._sb_pool_mjj = mjj_pool[readout_masks(mjj_pool, train.meta, default="adjacent")[1]]
         self._sb_template_seed = int(ctx.rng(35).integers(2**31))  # a stream of its own: the fit is unchanged
+
+    def training_summary(self) -> dict[str, str | int]:
+        """Whether the sideband flow was fitted by this run or reused from an identical fit, and its key."""
+        return {"sideband_flow": "reused" if self.flow.reused else "fitted", "sideband_flow_key": self.flow.key[:16],
+                "sideband_flow_best_epoch": self.flow.best_epoch}
 
     def score(self, x: np.ndarray, mjj: np.ndarray | None = None) -> np.ndarray:
         mjj = require_mjj(mjj, self.name)
