@@ -91,31 +91,54 @@ def _counts_line(result: RunResult) -> str | None:
     return f"{result.spec.dataset} test events{note}: background {counts['test']}; signal {parts}"
 
 
+def shown_keys(results: list[RunResult]) -> tuple[list[str], list[str]]:
+    """(columns to print, columns left out): a column that has no number in any run is left out.
+
+    On a small sample the deepest working points are ``n/a`` for every run (too
+    few test background events); a column of nothing but ``n/a`` says nothing
+    the footer cannot say once. When no run has a number at all (every run
+    failed), all columns stay.
+    """
+    def has_number(key: str) -> bool:
+        return any(isinstance(values.get(key), (int, float)) and not isinstance(values.get(key), bool)
+                   for res in results if res.status != "failed" for values in res.metrics.values())
+
+    shown = [key for key in SUMMARY_KEYS if has_number(key)]
+    if not shown:
+        return list(SUMMARY_KEYS), []
+    return shown, [key for key in SUMMARY_KEYS if key not in shown]
+
+
 def summary_table(results: list[RunResult]) -> tuple[Table, list[str]]:
-    """The table and its footer lines (what each mark means, the test event counts)."""
+    """The table and its footer lines (what each mark means, left-out columns, the test event counts)."""
     table = Table(title="run summary (per signal; n/a = too few background events for that working point)")
+    keys, left_out = shown_keys(results)
     data_seeds = any(res.spec.data_seed is not None for res in results)  # the column only where a grid has them
-    for col in ("dataset", "detector", *(["data seed"] if data_seeds else []), "seed", "status", "signal", *SUMMARY_KEYS):
-        table.add_column(col, justify="right" if col in SUMMARY_KEYS else "left")
+    for col in ("dataset", "detector", *(["data seed"] if data_seeds else []), "seed", "status", "signal", *keys):
+        table.add_column(col, justify="right" if col in keys else "left")
     reasons: dict[str, None] = {}  # ordered set
     count_lines: dict[str, None] = {}
     for res in results:
         head = [res.spec.dataset, res.spec.detector, *([str(res.spec.data_seed)] if data_seeds else []),
                 str(res.spec.seed), res.status]
         if res.status == "failed":
-            table.add_row(*head, f"[red]{res.error}[/red]", *[""] * len(SUMMARY_KEYS))
+            table.add_row(*head, f"[red]{res.error}[/red]", *[""] * len(keys))
             continue
         if (line := _counts_line(res)) is not None:
             count_lines[line] = None
         for signal, values in sorted(res.metrics.items()):
             counts = counts_of(res, signal)
             cells = []
-            for key in SUMMARY_KEYS:
+            for key in keys:
                 cell = format_value(values.get(key))
                 if (why := small_sample_reason(key, values, counts)) is not None:
                     reasons[why] = None
                     cell += SMALL_SAMPLE_MARK
                 cells.append(cell)
             table.add_row(*head, signal, *cells)
-    footer = [f"{SMALL_SAMPLE_MARK} small sample: {why}" for why in reasons] + list(count_lines)
+    footer = [f"{SMALL_SAMPLE_MARK} small sample: {why}" for why in reasons]
+    if left_out:
+        footer.append(f"left out: {', '.join(left_out)} (no value in any run: too few test background events for "
+                      "that working point, or not computed)")
+    footer += list(count_lines)
     return table, footer

@@ -55,6 +55,23 @@ def test_unavailable_values_and_unknown_counts_are_not_marked():
     assert small_sample_reason("auc", {"auc": 0.9}, None) is None
 
 
+def test_a_column_is_left_out_only_when_no_successful_run_has_a_number():
+    from pathlib import Path
+
+    from hepad_bench.runner import RunResult, RunSpec
+    from hepad_bench.summary import SUMMARY_KEYS, shown_keys
+
+    na = {"unavailable": "too few background events"}
+    spec = RunSpec("d", "det")
+    deep = RunResult(spec, Path("a"), "ok", metrics={"s": {"auc": 0.8, "eff@1e-2": 0.3, "eff@1e-3": na}})
+    shallow = RunResult(spec, Path("b"), "ok", metrics={"s": {"auc": 0.7, "eff@1e-2": na, "eff@1e-3": 0.01}})
+    failed = RunResult(spec, Path("c"), "failed", error="boom", metrics={"s": {"eff@1e-4": 0.5}})
+    shown, left = shown_keys([deep, shallow, failed])
+    assert shown == ["auc", "eff@1e-2", "eff@1e-3"]  # a number in one run keeps the column; a failed run's does not
+    assert left == ["eff@1e-4", "eff@1e-5", "sic_max"]
+    assert shown_keys([failed]) == (list(SUMMARY_KEYS), [])  # nothing to judge: every column stays
+
+
 # -- the progress layer -----------------------------------------------------------
 
 def test_progress_shows_each_plugin_message_once_and_counts_repeats():
@@ -97,6 +114,10 @@ def test_grid_of_three_iforest_seeds_warns_once_and_marks_small_samples(capsys, 
     signals = sorted({r[4] for r in rows})
     counts = ", ".join(f"{s} {n}" for s in signals)
     assert f"l1-pythia test events (--max-events {n}): background {n}; signal {counts}" in out
+    # 50 background events hold no working point down to 1e-2 (10 events needed): those columns are left out, named
+    header = next(line for line in out.splitlines() if "dataset" in line and "auc" in line)
+    assert "eff@" not in header and "sic_max" in header
+    assert "left out: eff@1e-2, eff@1e-3, eff@1e-4, eff@1e-5 (no value in any run" in out
 
     code, _, err = run_cli(args, capsys)  # the same grid again: everything is already stored
     assert code == 0 and "3 runs: 0 ok, 3 skipped, 0 failed" in err and "PyOD" not in err
