@@ -70,13 +70,21 @@ def try_lock(lock: FileLock, wait: bool) -> bool:
 
 
 def check_writable(root: Path) -> None:
-    """Fail before any training when the results folder cannot be created or written."""
+    """Fail before any training when the results folder cannot be created or written.
+
+    Nothing is created here: a missing folder is checked through its nearest existing parent (the
+    first run's lock creates it), so a grid refused later in its pre-flight leaves no empty folder.
+    """
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise UserError(f"--output {root} exists and is not a folder")
+    probe = root.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"--output {root} cannot be created: {probe} is not a folder")
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=root):
+        with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as exc:
         raise UserError(f"--output {root} is not writable ({exc.strerror or exc})") from None

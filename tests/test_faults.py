@@ -324,6 +324,13 @@ def test_output_that_is_a_file_fails_before_training(toy_cli, tmp_path, capsys, 
     assert target.read_text() == "not a folder"
 
 
+def test_a_grid_refused_in_its_preflight_leaves_no_output_folder(tmp_path, capsys):
+    out = tmp_path / "new" / "results"
+    expect_error("missing table card, new --output", ["run", "--dataset", "table", "-o", "card=missing.toml",
+                                                       "-d", "iforest", "--output", str(out)], capsys, "missing.toml")
+    assert not (tmp_path / "new").exists()  # the pre-flight probes the nearest existing parent, creates nothing
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_output_fails_before_training(toy_cli, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv(fault_plugin.FIT_LOG, str(tmp_path / "fits.log"))
